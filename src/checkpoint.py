@@ -1,0 +1,602 @@
+"""Checkpoints you can trust: SHA-256 sidecars, atomic saves, strict loads, the official assets, downloads.
+
+Every failure a user can cause is a ``CheckpointError`` whose message is one readable line, so entry points
+catch that one type, print it and exit non-zero.
+
+Layout on disk: ``model.ckpt`` and its ``model.ckpt.sha256`` sidecar in the ``sha256sum`` format
+(``<hex>  model.ckpt``), so ``sha256sum -c model.ckpt.sha256`` works too. Downloaded assets also keep a
+``<file>.verified.json`` memo (size, mtime, hash) so re-verifying an unchanged cached file costs one stat.
+"""
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor
+
+__all__ = [
+    "CheckpointError", "sha256_file", "sidecar_path", "write_sidecar", "read_sidecar", "verify_file",
+    "save_checkpoint_atomic", "read_checkpoint", "load_checkpoint_strict", "to_official_name",
+    "to_structural_name", "IGNORED_ENTRY_PREFIXES", "IGNORED_ENTRY_NAMES", "Asset", "ASSETS",
+    "DEFAULT_ASSETS", "get_asset", "cache_dir", "fetch_asset", "download_file",
+]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint or asset problem the user can fix; the message is one line meant to be printed as is."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hashes and sidecars
+# ---------------------------------------------------------------------------------------------------------
+
+def sha256_file(path):
+    """Hex SHA-256 of a file, streamed in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from e
+    return digest.hexdigest()
+
+
+def _normalize_sha(value, what):
+    sha = str(value).strip().lower()
+    if not _HEX64.match(sha):
+        raise CheckpointError(f"{what} is not a SHA-256 (64 hex digits): {value!r}")
+    return sha
+
+
+def sidecar_path(path):
+    return os.fspath(path) + ".sha256"
+
+
+def _pending_sidecar_path(path):
+    # Written before the checkpoint is renamed into place; see save_checkpoint_atomic.
+    return os.fspath(path) + ".sha256.pending"
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not every platform lets a directory be opened; the rename itself is still atomic
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text_durably(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sidecar_line(sha, path):
+    return f"{sha}  {os.path.basename(os.fspath(path))}\n"
+
+
+def write_sidecar(path, sha=None):
+    """Write ``path.sha256`` (atomically) and return the hash; ``sha`` saves re-hashing a known file."""
+    sha = _normalize_sha(sha, "sha") if sha else sha256_file(path)
+    target = sidecar_path(path)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    _write_text_durably(tmp, _sidecar_line(sha, path))
+    os.replace(tmp, target)
+    return sha
+
+
+def _parse_sidecar(sidecar, path):
+    try:
+        with open(sidecar, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read the sidecar {sidecar}: {e}") from e
+    base = os.path.basename(os.fspath(path))
+    for line in text.splitlines():
+        parts = line.strip().split(None, 1)
+        if not parts:
+            continue
+        name = parts[1].lstrip("*") if len(parts) == 2 else base  # '*' marks binary mode in sha256sum
+        if name == base:
+            return _normalize_sha(parts[0], f"the hash in {sidecar}")
+    raise CheckpointError(f"the sidecar {sidecar} has no line for {base}")
+
+
+def read_sidecar(path):
+    """The hash recorded in ``path.sha256``, or None when there is no sidecar."""
+    return _parse_sidecar(sidecar_path(path), path)
+
+
+def _memo_path(path):
+    return os.fspath(path) + ".verified.json"
+
+
+def _read_memo(path):
+    try:
+        with open(_memo_path(path), encoding="utf-8") as f:
+            record = json.load(f)
+        return {"size": int(record["size"]), "mtime_ns": int(record["mtime_ns"]),
+                "sha256": _normalize_sha(record["sha256"], "memo")}
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError):
+        return None  # no memo, or an unreadable one: it only costs a re-hash
+
+
+def _memo_is_current(path, record):
+    st = os.stat(path)
+    return record is not None and record["size"] == st.st_size and record["mtime_ns"] == st.st_mtime_ns
+
+
+def _write_memo(path, sha):
+    st = os.stat(path)
+    memo = _memo_path(path)
+    tmp = f"{memo}.{os.getpid()}.tmp"
+    _write_text_durably(tmp, json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}))
+    os.replace(tmp, memo)
+
+
+def _current_sha(path):
+    """Hash of ``path``: the memo's while the file's size and mtime are those it recorded, else re-hashed.
+
+    Only downloaded assets have a memo; it is rewritten by the callers once a hash has been accepted, so a
+    changed file never gets its new hash remembered by merely being looked at.
+    """
+    record = _read_memo(path)
+    return record["sha256"] if _memo_is_current(path, record) else sha256_file(path)
+
+
+def _finish_interrupted_save(path, actual):
+    """A save killed between its two renames leaves the new checkpoint beside the old sidecar and the new
+    sidecar still pending; when the pending hash matches the file, complete that save instead of refusing."""
+    pending = _pending_sidecar_path(path)
+    if not os.path.exists(pending):
+        return False
+    try:
+        recorded = _parse_sidecar(pending, path)
+    except CheckpointError:
+        return False
+    if recorded != actual:
+        return False
+    os.replace(pending, sidecar_path(path))
+    logger.warning("completed the interrupted save of %s (its sidecar was still pending)", path)
+    return True
+
+
+def verify_file(path, expected_sha256=None):
+    """Check ``path`` against ``expected_sha256``, else against its sidecar when it has one; return the hash.
+
+    Raises CheckpointError for a missing file or a mismatch (both hashes in the message).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if expected_sha256 is not None:
+        expected, source = _normalize_sha(expected_sha256, "the expected SHA-256"), "the expected hash"
+    else:
+        expected, source = read_sidecar(path), f"its sidecar {sidecar_path(path)}"
+    actual = _current_sha(path)
+    if expected is not None and actual != expected:
+        if expected_sha256 is None and _finish_interrupted_save(path, actual):
+            return actual
+        raise CheckpointError(f"SHA-256 mismatch for {path}: expected {expected} ({source}), got {actual}; "
+                              f"the file is corrupt, truncated or not the one meant")
+    return actual
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Atomic save
+# ---------------------------------------------------------------------------------------------------------
+
+def _partial_prefix(path):
+    return f".{os.path.basename(path)}."
+
+
+def _remove_quietly(path):
+    try:
+        os.chmod(path, 0o600)  # MindSpore leaves its files read-only
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(path):
+    """Delete temp files that a killed save of ``path`` left behind (their writer's pid is gone)."""
+    directory, prefix = os.path.dirname(path), _partial_prefix(path)
+    for entry in os.listdir(directory):
+        if not (entry.startswith(prefix) and ".partial." in entry):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            _remove_quietly(os.path.join(directory, entry))
+
+
+def _as_save_obj(net_or_params):
+    # MindSpore saves a Cell, a list of {'name','data'} or a dict of Parameters/Tensors; numpy is accepted
+    # here too for the converter.
+    if isinstance(net_or_params, dict):
+        return {name: Tensor(value) if isinstance(value, np.ndarray) else value
+                for name, value in net_or_params.items()}
+    return net_or_params
+
+
+def save_checkpoint_atomic(net_or_params, path, append_dict=None):
+    """Save a network (or a dict name -> Parameter/Tensor/ndarray) to ``path`` with its sidecar; return
+    the hash.
+
+    The data goes to a temp file in the same directory, is fsynced and hashed; the sidecar is staged as
+    ``path.sha256.pending``; then both are renamed into place. A crash at any point leaves the previous
+    checkpoint and sidecar usable (a crash between the two renames is completed by ``verify_file``).
+    A path without the ``.ckpt`` suffix gets it, as MindSpore does.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not path.endswith(".ckpt"):
+        path += ".ckpt"
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        _remove_stale_partials(path)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_partial_prefix(path)}{os.getpid()}.", suffix=".partial.ckpt",
+                                   dir=directory)
+    except OSError as e:
+        raise CheckpointError(f"cannot write a checkpoint in {directory}: {e.strerror or e}") from e
+    os.close(fd)
+    # MindSpore writes through its own '<name>.tmp' beside the file name it is given.
+    mindspore_tmp = os.path.splitext(tmp)[0] + ".tmp"
+    pending = _pending_sidecar_path(path)
+    renamed = False
+    try:
+        ms.save_checkpoint(_as_save_obj(net_or_params), tmp, append_dict=append_dict)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        sha = sha256_file(tmp)
+        _write_text_durably(pending, _sidecar_line(sha, path))
+        os.replace(tmp, path)
+        renamed = True
+        _fsync_dir(directory)
+        os.replace(pending, sidecar_path(path))
+        _fsync_dir(directory)
+        return sha
+    except OSError as e:
+        raise CheckpointError(f"cannot save {path}: {e.strerror or e}") from e
+    finally:
+        for leftover in (tmp, mindspore_tmp) + (() if renamed else (pending,)):
+            if os.path.exists(leftover):
+                _remove_quietly(leftover)
+        if renamed and os.path.exists(pending):
+            os.replace(pending, sidecar_path(path))  # interrupted between the renames: finish the pair
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------------------------------------
+
+_STRUCTURAL = re.compile(r"^layers\.(\d+)\.(.+)$")
+_OFFICIAL_LATER_STAGE = re.compile(r"^0\.blocks\.(\d+)\.((?:blocks|downsample)\..+)$")
+
+
+def to_official_name(name):
+    """``layers.0.X`` -> ``0.X``; ``layers.k.X`` -> ``0.blocks.k.X`` (k > 0); other names unchanged.
+
+    The r1.9 network's stages got these names from ``nn.CellList.append`` (see src/snn_mlp.py).
+    """
+    match = _STRUCTURAL.match(name)
+    if not match:
+        return name
+    stage, rest = match.groups()
+    return f"0.{rest}" if stage == "0" else f"0.blocks.{stage}.{rest}"
+
+
+def to_structural_name(name):
+    """Inverse of ``to_official_name``: ``0.blocks.k.blocks…``/``0.blocks.k.downsample…`` are stage k, any
+    other ``0.…`` is stage 0 (whose own blocks are ``0.blocks.i.norm1…`` etc.)."""
+    match = _OFFICIAL_LATER_STAGE.match(name)
+    if match:
+        return f"layers.{match.group(1)}.{match.group(2)}"
+    if name.startswith("0."):
+        return f"layers.0.{name[2:]}"
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Strict load
+# ---------------------------------------------------------------------------------------------------------
+
+# Training state MindSpore optimizers and wrappers store beside the weights; a weights-only load skips them.
+IGNORED_ENTRY_PREFIXES = (
+    "moments.", "moment.", "moment1.", "moment2.", "adam_m.", "adam_v.", "lamb_m.", "lamb_v.", "exp_avg.",
+    "exp_avg_sq.", "max_exp_avg_sq.", "exp_inf.", "vhat.", "accum.", "accum_update.", "stat.", "linear.",
+    "mean_grad.", "mean_square.", "prev.", "step_size.", "ax.", "ax_.",
+)
+IGNORED_ENTRY_NAMES = re.compile(
+    r"^(learning_rate(_group_\d+)?|global_step|beta1_power|beta2_power|momentum|weight_decay|scale_sense|"
+    r"loss_scale|current_iterator_step|last_overflow_iterator_step|epoch_num|step_num)$")
+
+
+def _is_ignored(name):
+    return name.startswith(IGNORED_ENTRY_PREFIXES) or bool(IGNORED_ENTRY_NAMES.match(name))
+
+
+def _first(names, limit=5):
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def read_checkpoint(path, expected_sha256=None):
+    """Verify ``path`` and read it into ``{name: Parameter | str}``; corrupt files become CheckpointError."""
+    verify_file(path, expected_sha256)
+    try:
+        entries = ms.load_checkpoint(os.fspath(path))
+    except Exception as e:  # MindSpore raises ValueError/RuntimeError/TypeError for unreadable files
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read the checkpoint {path}: the file is corrupt, truncated or not a "
+                              f"MindSpore checkpoint ({first_line})") from e
+    return entries
+
+
+def _metadata_value(value):
+    if isinstance(value, str):
+        return value
+    array = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+    if array.ndim == 0:
+        return array.item()
+    return None
+
+
+def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
+    """Load every parameter of ``net`` from ``path`` and use every entry of it, or load nothing.
+
+    The file is verified first (``expected_sha256`` or its sidecar). Names may be official (``0.blocks…``)
+    or structural (``layers.k.…``). Optimizer state (``IGNORED_ENTRY_*``) is skipped; scalar or string
+    entries whose name has no dot (epoch, step, …) are returned as a dict of Python values. Parameters
+    whose name starts with a prefix in ``exclude`` (``("head.",)`` for a new classifier) keep their values
+    and their checkpoint entries are skipped. Anything missing, unexpected or of another shape is a
+    CheckpointError naming the first offenders; nothing is assigned unless everything matches.
+    """
+    exclude = tuple(exclude)
+    entries = read_checkpoint(path, expected_sha256)
+    params = {p.name: p for p in net.get_parameters()}
+    to_load, metadata, unexpected, mismatched, seen_from = {}, {}, [], [], {}
+    for name, value in entries.items():
+        target = to_official_name(name)
+        if target in seen_from:
+            raise CheckpointError(f"{path}: the entries {seen_from[target]} and {name} are the same parameter")
+        seen_from[target] = name
+        if target in params:
+            if target.startswith(exclude):
+                continue
+            if isinstance(value, str) or tuple(value.shape) != tuple(params[target].shape):
+                shape = "a string" if isinstance(value, str) else tuple(value.shape)
+                mismatched.append(f"{target} {shape} vs network {tuple(params[target].shape)}")
+            else:
+                to_load[target] = value
+        elif _is_ignored(name) or name.startswith(exclude):
+            continue
+        elif "." not in name and _metadata_value(value) is not None:
+            metadata[name] = _metadata_value(value)
+        else:
+            unexpected.append(name)
+    missing = [n for n in params if n not in to_load and not n.startswith(exclude)
+               and not any(m.startswith(n + " ") for m in mismatched)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} network parameters missing ({_first(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected entries ({_first(unexpected)})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({_first(mismatched, 3)})")
+    if problems:
+        hint = ""
+        if mismatched and all(m.startswith("head.") for m in mismatched):
+            hint = "; a checkpoint for another number of classes: build the network with its num_classes"
+        raise CheckpointError(f"{path} does not fit the network: " + "; ".join(problems) + hint)
+    loaded = {name: Parameter(value, name=name) for name, value in to_load.items()}
+    not_loaded, _ = ms.load_param_into_net(net, loaded, strict_load=True)
+    not_loaded = [n for n in not_loaded if not n.startswith(exclude)]
+    if not_loaded:  # the checks above make this unreachable unless MindSpore changes its matching
+        raise CheckpointError(f"{path}: MindSpore did not load {_first(not_loaded)}")
+    return metadata
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Official assets
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Asset:
+    """A released checkpoint. ``sha256`` None: not yet recorded (printed by the first download/convert)."""
+    name: str
+    url: str
+    sha256: Optional[str]
+    variant: str
+    top1: float
+    framework: str  # "mindspore" (.ckpt, loads as is) or "pytorch" (.pt, converted by src/convert.py)
+    num_classes: int = 1000
+
+
+_PT_RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/snnmlp/"
+
+# The MindSpore Hub asset (mindspore-ai/hub, mshub_res/assets/mindspore/1.9/snn_mlp_imagenet2012.md), and the
+# PyTorch releases of the paper's authors.
+ASSETS = {asset.name: asset for asset in (
+    Asset("snnmlp_t_ascend_v190_imagenet2012_research_cv_top1acc81.8.ckpt",
+          "https://download.mindspore.cn/models/r1.9/"
+          "snnmlp_t_ascend_v190_imagenet2012_research_cv_top1acc81.8.ckpt",
+          "760515ca0fd2a80d02d43fa4e4dceab368622f673d807dafc4b9545e87810f1d", "snnmlp_t", 81.8, "mindspore"),
+    Asset("snnmlp_tiny_81.88.pt", _PT_RELEASE + "snnmlp_tiny_81.88.pt", None, "snnmlp_t", 81.88, "pytorch"),
+    Asset("snnmlp_small_83.30.pt", _PT_RELEASE + "snnmlp_small_83.30.pt", None, "snnmlp_s", 83.30, "pytorch"),
+    Asset("snnmlp_base_83.59.pt", _PT_RELEASE + "snnmlp_base_83.59.pt", None, "snnmlp_b", 83.59, "pytorch"),
+)}
+# What ``pretrained=True`` loads for each variant: the MindSpore asset where there is one.
+DEFAULT_ASSETS = {
+    "snnmlp_t": "snnmlp_t_ascend_v190_imagenet2012_research_cv_top1acc81.8.ckpt",
+    "snnmlp_s": "snnmlp_small_83.30.pt",
+    "snnmlp_b": "snnmlp_base_83.59.pt",
+}
+
+
+def get_asset(name):
+    """An Asset by file name, or the default asset of a variant name."""
+    if name in ASSETS:
+        return ASSETS[name]
+    if name in DEFAULT_ASSETS:
+        return ASSETS[DEFAULT_ASSETS[name]]
+    raise CheckpointError(f"unknown asset '{name}'; known: {', '.join(sorted([*DEFAULT_ASSETS, *ASSETS]))}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Download and cache
+# ---------------------------------------------------------------------------------------------------------
+
+def cache_dir():
+    """``$SNNMLP_HOME`` or ``~/.cache/snn_mlp``."""
+    return os.path.abspath(os.path.expanduser(os.environ.get("SNNMLP_HOME") or "~/.cache/snn_mlp"))
+
+
+def _offline_by_default():
+    return os.environ.get("SNNMLP_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _Progress:
+    """A download progress line on stderr, redrawn at most every ``interval`` seconds."""
+
+    def __init__(self, label, total, enabled=True):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.tty = sys.stderr.isatty()
+        self.interval = 0.5 if self.tty else 5.0
+        self.start = self.last = time.monotonic()
+        self.done = 0
+
+    def update(self, count):
+        self.done += count
+        now = time.monotonic()
+        if self.enabled and now - self.last >= self.interval:
+            self.last = now
+            self._draw(now, end="\r" if self.tty else "\n")
+
+    def close(self):
+        if self.enabled:
+            self._draw(time.monotonic(), end="\n")
+
+    def _draw(self, now, end):
+        rate = self.done / max(now - self.start, 1e-6) / 1e6
+        size = f"{self.done / 1e6:.1f}"
+        if self.total:
+            size += f"/{self.total / 1e6:.1f} MB ({100 * self.done / self.total:.0f}%)"
+        else:
+            size += " MB"
+        print(f"downloading {self.label}: {size} {rate:.1f} MB/s", end=end, file=sys.stderr, flush=True)
+
+
+def download_file(url, dest, expected_sha256=None, progress=True, timeout=60):
+    """Download ``url`` to ``dest`` through a temp file beside it; verify, then rename. Returns the hash.
+
+    A download whose hash is not ``expected_sha256`` is deleted and refused (expected vs actual).
+    """
+    dest = os.path.abspath(dest)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".download",
+                               dir=os.path.dirname(dest))
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    total = int(response.headers.get("Content-Length") or 0)
+                    bar = _Progress(os.path.basename(dest), total, progress)
+                    for chunk in iter(lambda: response.read(_CHUNK), b""):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+                    bar.close()
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                reason = getattr(e, "reason", None) or e
+                raise CheckpointError(f"cannot download {url}: {reason}") from e
+            if total and bar.done != total:
+                raise CheckpointError(f"download of {url} ended early: {bar.done} of {total} bytes")
+            out.flush()
+            os.fsync(out.fileno())
+        actual = digest.hexdigest()
+        if expected_sha256 is not None and actual != _normalize_sha(expected_sha256, "expected SHA-256"):
+            raise CheckpointError(f"the download of {url} failed verification: expected SHA-256 "
+                                  f"{expected_sha256}, got {actual}; the file was deleted")
+        os.replace(tmp, dest)
+        _fsync_dir(os.path.dirname(dest))
+        return actual
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def fetch_asset(asset, root=None, offline=None, progress=True):
+    """Path of a verified local copy of ``asset`` (an Asset or a name for ``get_asset``), downloading it
+    into the cache when missing or no longer matching.
+
+    A cached file is re-verified before every use; thanks to its memo that is a stat unless it changed. A
+    changed (tampered, truncated) file is deleted and downloaded again, or refused when offline
+    (``offline=True`` or ``$SNNMLP_OFFLINE=1``). Assets whose hash is not yet recorded are trusted on first
+    download: the hash is printed and remembered in the memo, and later changes are caught against it.
+    """
+    asset = get_asset(asset) if isinstance(asset, str) else asset
+    offline = _offline_by_default() if offline is None else offline
+    root = os.path.abspath(root or cache_dir())
+    path = os.path.join(root, asset.name)
+    if os.path.exists(path):
+        record = _read_memo(path)
+        expected = asset.sha256 or (record and record["sha256"])
+        actual = record["sha256"] if _memo_is_current(path, record) else sha256_file(path)
+        if expected is None:
+            logger.warning("%s has no recorded hash; trusting the cached copy (SHA-256 %s)", path, actual)
+            expected = actual
+        if actual == expected:
+            if not _memo_is_current(path, record):
+                _write_memo(path, actual)
+            return path
+        problem = f"the cached {path} does not match its hash (expected {expected}, got {actual})"
+        if offline:
+            raise CheckpointError(problem + "; offline, so it cannot be downloaded again: delete it or go online")
+        logger.warning("%s; downloading it again", problem)
+        for stale in (path, _memo_path(path)):
+            if os.path.exists(stale):
+                os.remove(stale)
+    elif offline:
+        raise CheckpointError(f"{asset.name} is not in the cache {root} and downloads are off (offline); "
+                              f"download {asset.url} there, or go online")
+    sha = download_file(asset.url, path, asset.sha256, progress=progress)
+    if asset.sha256 is None:
+        print(f"{asset.name}: SHA-256 {sha} (not yet recorded in src/checkpoint.py ASSETS; trusted on first "
+              f"download)", file=sys.stderr)
+    _write_memo(path, sha)
+    return path
