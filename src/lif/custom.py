@@ -1,0 +1,225 @@
+"""The LIF scan as ``ops.Custom(func_type="aot")`` kernels, and building/caching their shared libraries.
+
+A library is compiled on first use into a per-user cache, ``$SNNMLP_HOME/kernels`` (default
+``~/.cache/snn_mlp/kernels``). Its file name carries a hash of the sources, the flags and, for
+``-march=native`` builds, the CPU: a changed source or flag builds a new file, and a cache shared by different
+machines never hands one the other's binary. (The compiler is not part of the hash, so a library prebuilt
+elsewhere, e.g. by ``scripts/build_cuda_kernels.sh``, is found on a host without the compiler.) The
+compiler writes to a temporary name that is renamed into place, under a file lock: concurrent processes
+(msrun ranks, pytest workers) wait for one build and never load a half-written file.
+
+Kernels: ``kernels/lif_cpu.cc`` (g++, CPU) and ``kernels/lif_cuda.cu`` (nvcc, GPU). The Ascend kernel is an
+AscendC operator installed separately (``scripts/build_ascend_kernels.sh``) and called by its name.
+"""
+import fcntl
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mindspore import ops
+from mindspore.ops import CustomRegOp, DataType
+
+__all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "kernel_cache_dir",
+           "library_path", "build_library", "find_ascend_op", "make_custom_scan"]
+
+logger = logging.getLogger("snn_mlp")
+
+KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
+FORWARD_SYMBOL = "LifScanForward"
+BACKWARD_SYMBOL = "LifScanBackward"
+ASCEND_OP_NAME = "LifScanCustom"
+ASCEND_GRAD_OP_NAME = "LifScanGradCustom"
+
+
+class KernelBuildError(RuntimeError):
+    """A kernel library cannot be had: no compiler, a failed build, or a path MindSpore refuses."""
+
+
+@dataclass(frozen=True)
+class KernelRecipe:
+    """How one kernel library is built: ``compiler flags... -I directory -o out directory/source``."""
+    name: str
+    source: str  # file name under kernels/
+    headers: tuple  # file names under kernels/ the source includes (part of the hash)
+    compiler: str
+    flags: tuple
+    cpu_specific: bool  # built for the CPU it runs on (-march=native): the CPU is part of the hash
+    directory: Path = KERNEL_DIR
+
+
+CPU_RECIPE = KernelRecipe(
+    name="lif_cpu",
+    source="lif_cpu.cc",
+    headers=("aot_extra.h",),
+    compiler="g++",
+    # -march=native lets the row loops use the widest vectors of this CPU; the hash keys the cache on the
+    # CPU, so a cache shared across machines holds one build per CPU model. -fopenmp-simd honours the simd
+    # pragmas (reductions) without linking an OpenMP runtime.
+    flags=("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-pthread",
+           "-D_GLIBCXX_USE_CXX11_ABI=0"),
+    cpu_specific=True,
+)
+
+CUDA_RECIPE = KernelRecipe(
+    name="lif_cuda",
+    source="lif_cuda.cu",
+    headers=(),
+    compiler="nvcc",
+    # Native code for A100 (sm_80) and H100 (sm_90), plus PTX so newer GPUs can JIT it.
+    flags=("-std=c++17", "-O3", "--shared", "-Xcompiler", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=0",
+           "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
+           "-gencode", "arch=compute_90,code=compute_90"),
+    cpu_specific=False,
+)
+
+
+def kernel_cache_dir():
+    """``$SNNMLP_HOME/kernels``, else ``~/.cache/snn_mlp/kernels``."""
+    home = os.environ.get("SNNMLP_HOME")
+    root = Path(home).expanduser() if home else Path.home() / ".cache" / "snn_mlp"
+    return root / "kernels"
+
+
+def _cpu_fingerprint():
+    """Model and feature flags of this CPU: what -march=native compiles for."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    wanted = [line for line in lines if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+    # One CPU's lines are enough (all cores of a machine match); fall back to what Python knows.
+    return "\n".join(dict.fromkeys(wanted)) or f"{platform.machine()} {platform.processor()}"
+
+
+def _find_compiler(recipe):
+    path = shutil.which(recipe.compiler)
+    if path is None:
+        raise KernelBuildError(
+            f"building the {recipe.name} LIF kernel needs '{recipe.compiler}' on PATH, and there is none. "
+            f"Install it (e.g. 'apt-get install g++' or the CUDA toolkit), or use backend='primitive'.")
+    return path
+
+
+def library_path(recipe):
+    """Where the library of ``recipe`` lives in the cache (it may not exist yet)."""
+    digest = hashlib.sha256()
+    for name in (recipe.source,) + tuple(recipe.headers):
+        digest.update(name.encode())
+        digest.update((recipe.directory / name).read_bytes())
+    digest.update("\0".join(recipe.flags).encode())
+    if recipe.cpu_specific:
+        digest.update(_cpu_fingerprint().encode())
+    return kernel_cache_dir() / f"{recipe.name}-{digest.hexdigest()[:16]}.so"
+
+
+def _check_white_list(path):
+    """MindSpore loads aot libraries only from under MS_CUSTOM_AOT_WHITE_LIST when that is set."""
+    allowed = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
+    if not allowed:
+        return
+    allowed = os.path.realpath(allowed)
+    if os.path.commonpath([os.path.realpath(path), allowed]) != allowed:
+        raise KernelBuildError(
+            f"MS_CUSTOM_AOT_WHITE_LIST={allowed} does not contain the LIF kernel cache {path.parent}; "
+            "set SNNMLP_HOME to a directory inside the white list, or extend the white list.")
+
+
+def build_library(recipe):
+    """Path of the library of ``recipe``, compiling it first if the cache lacks it."""
+    path = library_path(recipe)
+    _check_white_list(path)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{recipe.name}.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if path.exists():  # another process built it while we waited
+            return path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        cmd = [_find_compiler(recipe), *recipe.flags, f"-I{recipe.directory}", "-o", str(tmp),
+               str(recipe.directory / recipe.source)]
+        logger.info("building the %s LIF kernel: %s", recipe.name, " ".join(cmd))
+        started = time.perf_counter()
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise KernelBuildError(
+                    f"compiling the {recipe.name} LIF kernel failed (exit {result.returncode}):\n"
+                    f"{' '.join(cmd)}\n{result.stderr[-4000:]}")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        logger.info("built %s in %.1f s", path, time.perf_counter() - started)
+    return path
+
+
+def find_ascend_op():
+    """True when an installed custom OPP (``ASCEND_CUSTOM_OPP_PATH``) provides the AscendC LIF operators."""
+    for root in filter(None, os.environ.get("ASCEND_CUSTOM_OPP_PATH", "").split(":")):
+        # custom_compiler installs op_api/include/aclnn_<snake_name>.h for every operator it builds.
+        headers = list(Path(root).glob("op_api/include/aclnn_lif_scan*_custom.h"))
+        if {h.name for h in headers} >= {"aclnn_lif_scan_custom.h", "aclnn_lif_scan_grad_custom.h"}:
+            return True
+    return False
+
+
+def _reg_info(op_name, target, inputs, outputs, window, axis):
+    reg = CustomRegOp(op_name)
+    for index, name in enumerate(inputs):
+        reg = reg.input(index, name)
+    for index, name in enumerate(outputs):
+        reg = reg.output(index, name)
+    reg = reg.dtype_format(*([DataType.None_None] * (len(inputs) + len(outputs))))
+    reg = reg.attr("window", "required", "int", value=window).attr("axis", "required", "int", value=axis)
+    return reg.target(target).get_op_info()
+
+
+def _same_as_x(x_shape, *_):
+    return x_shape
+
+
+def _backward_shapes(x_shape, tau_shape, vth_shape, _):
+    return x_shape, tau_shape, vth_shape
+
+
+def _backward_dtypes(x_dtype, tau_dtype, vth_dtype, _):
+    return x_dtype, tau_dtype, vth_dtype
+
+
+def make_custom_scan(window, axis, target):
+    """The forward ``ops.Custom`` of the LIF scan on ``target`` ("CPU", "GPU", "Ascend"), its bprop attached.
+
+    Call it as ``op(x, tau, vth)`` with ``tau``/``vth`` float32 of shape (1,). CPU/GPU compile their library
+    on first use (``KernelBuildError`` when that is impossible). On CPU/GPU the output shapes come from the
+    C++ ``...InferShape`` functions of the library, so dynamic shapes work in GRAPH mode.
+    """
+    fwd_io = (("x", "tau", "vth"), ("out",))
+    bwd_io = (("x", "tau", "vth", "dout"), ("dx", "dtau", "dvth"))
+    if target == "Ascend":
+        # The AscendC operators are called by name; their shapes are inferred here in Python.
+        fwd_func, bwd_func = ASCEND_OP_NAME, ASCEND_GRAD_OP_NAME
+        fwd_shape, bwd_shape = _same_as_x, _backward_shapes
+    elif target in ("CPU", "GPU"):
+        library = build_library(CPU_RECIPE if target == "CPU" else CUDA_RECIPE)
+        fwd_func, bwd_func = f"{library}:{FORWARD_SYMBOL}", f"{library}:{BACKWARD_SYMBOL}"
+        fwd_shape = bwd_shape = None  # C++ infer shape
+    else:
+        raise KernelBuildError(f"no LIF kernel for device target {target!r}")
+
+    backward = ops.Custom(bwd_func, out_shape=bwd_shape, out_dtype=_backward_dtypes, func_type="aot",
+                          reg_info=_reg_info(f"lif_scan_grad_{target.lower()}", target, *bwd_io, window, axis))
+
+    def bprop(x, tau, vth, out, dout):
+        dx, dtau, dvth = backward(x, tau, vth, dout)
+        return dx, dtau, dvth
+
+    return ops.Custom(fwd_func, out_shape=fwd_shape, out_dtype=_same_as_x, func_type="aot", bprop=bprop,
+                      reg_info=_reg_info(f"lif_scan_{target.lower()}", target, *fwd_io, window, axis))
