@@ -243,11 +243,11 @@ def _remove_stale_partials(path):
 
 
 def _as_save_obj(net_or_params):
-    # MindSpore saves a Cell, a list of {'name','data'} or a dict of Parameters/Tensors; numpy is accepted
-    # here too for the converter.
+    # MindSpore saves a Cell or a list of {'name', 'data'}; a dict name -> Parameter/Tensor/ndarray (what
+    # the converter and the tests build) becomes that list.
     if isinstance(net_or_params, dict):
-        return {name: Tensor(value) if isinstance(value, np.ndarray) else value
-                for name, value in net_or_params.items()}
+        return [{"name": name, "data": value if isinstance(value, Tensor) else Tensor(np.asarray(value))}
+                for name, value in net_or_params.items()]
     return net_or_params
 
 
@@ -275,6 +275,9 @@ def save_checkpoint_atomic(net_or_params, path, append_dict=None):
     # MindSpore writes through its own '<name>.tmp' beside the file name it is given.
     mindspore_tmp = os.path.splitext(tmp)[0] + ".tmp"
     pending = _pending_sidecar_path(path)
+    if os.path.exists(pending) and os.path.isfile(path):
+        # A save killed between its renames: complete it now, before this save replaces the pending file.
+        _finish_interrupted_save(path, sha256_file(path))
     renamed = False
     try:
         ms.save_checkpoint(_as_save_obj(net_or_params), tmp, append_dict=append_dict)
@@ -284,9 +287,8 @@ def save_checkpoint_atomic(net_or_params, path, append_dict=None):
         _write_text_durably(pending, _sidecar_line(sha, path))
         os.replace(tmp, path)
         renamed = True
-        _fsync_dir(directory)
         os.replace(pending, sidecar_path(path))
-        _fsync_dir(directory)
+        _fsync_dir(directory)  # one directory sync makes both renames durable
         return sha
     except OSError as e:
         raise CheckpointError(f"cannot save {path}: {e.strerror or e}") from e
