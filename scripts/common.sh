@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the variables set here are read by the launchers
 # Shared shell functions of the launchers in scripts/. Sourced, never executed.
 #
 # A launcher defines `usage` (printed on a bad call), then calls the snn_* functions below. Every path
@@ -7,6 +8,8 @@
 SNN_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 SNN_REPO_ROOT="$(dirname "$SNN_SCRIPTS_DIR")"
 SNN_PYTHON="${PYTHON:-python}"
+# The launchers' own small helpers (JSON, sockets, CPU affinity) need any Python 3, not PYTHON.
+SNN_TOOL_PYTHON="$(command -v python3 || command -v python || echo "$SNN_PYTHON")"
 SNN_DEFAULT_MASTER_PORT=8118
 
 # ----------------------------------------------------------------------------------------------------
@@ -273,7 +276,7 @@ snn_cpu_list() {
     if [[ -n "${CPU_CORES:-}" ]]; then
         seq 0 $((CPU_CORES - 1))
     else
-        "$SNN_PYTHON" -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")' 2> /dev/null ||
+        "$SNN_TOOL_PYTHON" -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")' 2> /dev/null ||
             seq 0 $(($(nproc) - 1))
     fi
 }
@@ -322,7 +325,7 @@ snn_master_port() {
     elif (($1 > 1)) || snn_is_dry_run; then
         echo "$SNN_DEFAULT_MASTER_PORT"
     else
-        "$SNN_PYTHON" - "$SNN_DEFAULT_MASTER_PORT" << 'EOF' 2> /dev/null || echo "$SNN_DEFAULT_MASTER_PORT"
+        "$SNN_TOOL_PYTHON" - "$SNN_DEFAULT_MASTER_PORT" << 'EOF' 2> /dev/null || echo "$SNN_DEFAULT_MASTER_PORT"
 import socket, sys
 preferred = int(sys.argv[1])
 with socket.socket() as probe:
@@ -398,7 +401,7 @@ snn_launch_msrun() {
 snn_read_rank_table() {
     local parsed
     # shellcheck disable=SC2046  # one argument per host address
-    parsed="$("$SNN_PYTHON" - "$1" "${SERVER_ID:-}" $(hostname -I 2> /dev/null) << 'PYEOF'
+    parsed="$("$SNN_TOOL_PYTHON" - "$1" "${SERVER_ID:-}" $(hostname -I 2> /dev/null) << 'PYEOF'
 import json, sys
 
 def fail(message):
@@ -435,7 +438,7 @@ print(total)
 for device_id, rank_id in pairs:
     print(device_id, rank_id)
 PYEOF
-)" || snn_usage_error "${parsed:-could not read RANK_TABLE_FILE '$1' with $SNN_PYTHON}"
+)" || snn_usage_error "${parsed:-could not read RANK_TABLE_FILE \"$1\" with $SNN_TOOL_PYTHON}"
     SNN_RT_DEVICE_IDS=()
     SNN_RT_RANK_IDS=()
     local device rank
@@ -471,6 +474,7 @@ snn_train_command() {
 }
 
 # snn_announce_outputs [NOTE]: where a training run's results go, before and after it.
+# shellcheck disable=SC2120  # the NOTE is optional
 snn_announce_outputs() {
     snn_info "checkpoints: $OUTPUT_DIR${1:+ ($1)}"
     snn_info "logs: $OUTPUT_DIR/logs"
@@ -516,10 +520,10 @@ EOF
     snn_check_python
     snn_output_dir "standalone_train_${target,,}"
     snn_train_command "$target"
-    snn_announce_outputs
+    snn_announce_outputs ""
     snn_run_single "$OUTPUT_DIR/logs/train.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- "${SNN_TRAIN_CMD[@]}"
     local status=$?
-    snn_is_dry_run || snn_announce_outputs
+    snn_is_dry_run || snn_announce_outputs ""
     return "$status"
 }
 
