@@ -95,8 +95,14 @@ def read_torch_checkpoint(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"PyTorch checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not a zip-format PyTorch checkpoint (legacy torch < 1.6 files are not "
-                              f"read; re-save it with torch.save from a recent torch)")
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic.startswith(b"PK"):
+            raise CheckpointError(f"cannot read the PyTorch checkpoint {path}: the zip is truncated or corrupt")
+        if magic[:1] == b"\x80":
+            raise CheckpointError(f"{path} is a legacy (torch < 1.6) checkpoint, which is not read; re-save it "
+                                  f"with torch.save from a recent torch")
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save zip file)")
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -220,9 +226,9 @@ def convert_torch_checkpoint(input_path, output_path, model=None, log=print):
 
     if not os.fspath(output_path).endswith(".ckpt"):
         raise CheckpointError(f"the output file name must end in .ckpt: {output_path}")
+    state_dict = extract_state_dict(read_torch_checkpoint(input_path))
     input_sha = sha256_file(input_path)
     log(f"input {input_path}: SHA-256 {input_sha}")
-    state_dict = extract_state_dict(read_torch_checkpoint(input_path))
     arch = infer_architecture(state_dict)
     variant = _match_variant(arch)
     if model is not None:

@@ -1,0 +1,67 @@
+"""Build an SNN-MLP by name, optionally with verified pretrained weights (the body of hub_conf.py)."""
+import logging
+import os
+
+from src.checkpoint import CheckpointError, fetch_asset, get_asset, load_checkpoint_strict, verify_file
+from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, create_model
+
+__all__ = ["HUB_MODELS", "load", "pretrained_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+# Names the hub entry accepts: the three released variants and the r1.9 model-zoo name (= T).
+HUB_MODELS = ("snn_mlp", *MODEL_ARCHS)
+
+
+def _variant(name):
+    if name not in HUB_MODELS:
+        raise ValueError(f"unknown SNN-MLP model '{name}'; valid names: {', '.join(HUB_MODELS)}")
+    return MODEL_ALIASES.get(name, name)
+
+
+def pretrained_checkpoint(name, offline=None):
+    """Path of a verified MindSpore checkpoint of the default released weights of ``name``.
+
+    MindSpore assets come from the cache (downloaded and verified when needed); PyTorch releases are
+    downloaded, then converted once into ``<cache>/<release>.ckpt`` with a sidecar.
+    """
+    asset = get_asset(_variant(name))
+    path = fetch_asset(asset, offline=offline)
+    if asset.framework == "mindspore":
+        return path
+    converted = os.path.splitext(path)[0] + ".ckpt"
+    if os.path.exists(converted):
+        try:
+            verify_file(converted)
+            return converted
+        except CheckpointError as e:
+            logger.warning("%s; converting %s again", e, path)
+    from src.convert import convert_torch_checkpoint
+    convert_torch_checkpoint(path, converted, log=logger.info)  # the strict load below checks the fit
+    return converted
+
+
+def load(name, pretrained=False, ckpt_path=None, offline=None, **kwargs):
+    """SNN-MLP ``name`` (``snn_mlp`` = ``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``) built with ``kwargs``
+    (``num_classes``, ``image_size``, ``drop_path_rate``, ``lif_backend``, …).
+
+    ``ckpt_path``: strictly load that checkpoint (verified against its sidecar when it has one).
+    ``pretrained=True`` (without ``ckpt_path``): download, verify and strictly load the released ImageNet
+    weights; with another ``num_classes`` every weight but the classifier head is loaded (fine-tuning).
+    ``offline``: never download (default: ``$SNNMLP_OFFLINE``). Errors are CheckpointError/ValueError.
+    """
+    variant = _variant(name)
+    net = create_model(variant, **kwargs)
+    if ckpt_path is not None:
+        load_checkpoint_strict(net, ckpt_path)
+    elif pretrained:
+        asset = get_asset(variant)
+        exclude = ()
+        if net.num_classes != asset.num_classes:
+            exclude = ("head.",)
+            logger.info("num_classes=%d differs from the release's %d: the head keeps its initialisation",
+                        net.num_classes, asset.num_classes)
+        path = pretrained_checkpoint(variant, offline=offline)
+        load_checkpoint_strict(net, path, expected_sha256=asset.sha256 if asset.framework == "mindspore"
+                               else None, exclude=exclude)
+    return net
