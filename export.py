@@ -1,0 +1,189 @@
+"""Export a trained SNN-MLP to MINDIR, ONNX or AIR for deployment.
+
+The network is built with the primitive LIF back-end (plain MindSpore ops), so the exported graph needs no
+custom kernel library. The checkpoint is verified (its .sha256 sidecar) and loaded strictly before export.
+Model variant, num_classes, image_size and architecture arguments come from the config.yaml that training
+saved beside the checkpoint when there is one; flags given on the command line override it.
+"""
+import argparse
+import inspect
+import os
+import sys
+
+import numpy as np
+import yaml
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from src.checkpoint import CheckpointError, load_checkpoint_strict, write_sidecar
+from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
+
+FILE_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+MODEL_CHOICES = sorted([*MODEL_ARCHS, *MODEL_ALIASES, "snnmlp"])
+DEFAULTS = dict(model="snnmlp_t", num_classes=1000, image_size=224)
+# SNNMLP arguments a config.yaml may carry; the LIF back-end is always "primitive" here.
+ARCH_KEYS = [name for name in inspect.signature(SNNMLP).parameters
+             if name not in ("num_classes", "image_size", "lif_backend")]
+
+
+class ExportError(Exception):
+    """A problem with the arguments or the environment, printed as one line."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt_path", required=True,
+                        help="MindSpore checkpoint to export; verified against CKPT.sha256 when present")
+    parser.add_argument("--model", choices=MODEL_CHOICES, default=None,
+                        help="variant (default: 'model' of config.yaml beside the checkpoint, else snnmlp_t; "
+                             "'snnmlp' takes the architecture from config.yaml)")
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="classifier size (default: config.yaml, else 1000)")
+    parser.add_argument("--file_format", choices=sorted(FILE_FORMATS), default="MINDIR",
+                        help="MINDIR (MindSpore Lite / ms.load), ONNX (onnxruntime etc.) or AIR (Ascend only)")
+    parser.add_argument("--file_name", required=True,
+                        help="output path; the format's suffix (.mindir/.onnx/.air) is added when missing")
+    parser.add_argument("--batch_size", type=int, default=1, help="batch size fixed in the exported graph")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="input height and width, a multiple of 32 (default: config.yaml, else 224)")
+    parser.add_argument("--config_path", default=None,
+                        help="training config to read instead of config.yaml beside the checkpoint")
+    parser.add_argument("--device_target", choices=["CPU", "GPU", "Ascend"], default=None,
+                        help="MindSpore device target (default: MindSpore's); AIR needs Ascend")
+    return parser.parse_args(argv)
+
+
+def read_training_config(args):
+    """The config.yaml beside the checkpoint (or --config_path) as a dict, {} when there is none."""
+    path = args.config_path or os.path.join(os.path.dirname(os.path.abspath(args.ckpt_path)), "config.yaml")
+    if not os.path.exists(path):
+        if args.config_path:
+            raise ExportError(f"config not found: {path}")
+        return {}, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ExportError(f"cannot read {path}: {e}") from e
+    if not isinstance(config, dict):
+        raise ExportError(f"{path} is not a mapping of settings")
+    return config, path
+
+
+def resolve_model(args):
+    """(model name, SNNMLP kwargs, image_size) from flags over config.yaml over defaults."""
+    config, config_file = read_training_config(args)
+
+    def pick(key):
+        value = getattr(args, key)
+        return value if value is not None else config.get(key, DEFAULTS[key])
+
+    model, num_classes, image_size = pick("model"), int(pick("num_classes")), int(pick("image_size"))
+    if model not in MODEL_CHOICES:
+        raise ExportError(f"unknown model '{model}' (from {config_file or 'the flags'}); "
+                          f"valid: {', '.join(MODEL_CHOICES)}")
+    if args.batch_size < 1:
+        raise ExportError(f"--batch_size must be positive, got {args.batch_size}")
+    if image_size < 32 or image_size % 32:
+        raise ExportError(f"image_size must be a positive multiple of 32, got {image_size}")
+    kwargs = {key: config[key] for key in ARCH_KEYS if key in config}
+    if "depths" in kwargs:
+        kwargs["depths"] = tuple(kwargs["depths"])
+    kwargs.update(num_classes=num_classes, image_size=image_size, lif_backend="primitive")
+    source = f"{config_file} and flags" if config_file else "flags"
+    print(f"model {model} ({source}): num_classes={num_classes}, image_size={image_size}", flush=True)
+    return model, kwargs, image_size
+
+
+class OnnxGroupNorm(nn.Cell):
+    """nn.GroupNorm from reductions and elementwise ops (MindSpore 2.10 cannot export GroupNorm to ONNX);
+    shares the replaced cell's gamma/beta."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.groups, self.eps = norm.num_groups, norm.eps
+        self.gamma, self.beta = norm.gamma, norm.beta
+
+    def construct(self, x):
+        n, c, h, w = x.shape
+        grouped = x.reshape(n, self.groups, -1)
+        centered = grouped - grouped.mean(axis=2, keep_dims=True)
+        variance = (centered * centered).mean(axis=2, keep_dims=True)
+        normalized = (centered / ops.sqrt(variance + self.eps)).reshape(n, c, h, w)
+        return normalized * self.gamma.reshape(1, -1, 1, 1) + self.beta.reshape(1, -1, 1, 1)
+
+
+class OnnxErfGELU(nn.Cell):
+    """Exact (erf) GELU without the Erf operator, which MindSpore 2.10 cannot export to ONNX.
+
+    erf from Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7, float32 rounding level); the
+    reciprocal is a Div because Reciprocal has no ONNX exporter either.
+    """
+
+    def construct(self, x):
+        z = x * 0.7071067811865476
+        a = ops.abs(z)
+        t = ops.div(ops.ones_like(a), 1.0 + 0.3275911 * a)
+        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+        erf_abs = 1.0 - poly * ops.exp(-a * a)
+        return 0.5 * x * (1.0 + ops.select(z < 0, -erf_abs, erf_abs))
+
+
+def make_onnx_exportable(net):
+    """Swap the cells MindSpore's ONNX exporter lacks for equivalent compositions, in place."""
+    names = {id(p): p.name for p in net.get_parameters()}
+    for _, cell in list(net.cells_and_names()):
+        for attr, child in list(cell.name_cells().items()):
+            if isinstance(child, nn.GroupNorm):
+                setattr(cell, attr, OnnxGroupNorm(child))
+            elif isinstance(child, nn.GELU) and getattr(child, "approximate", None) in (False, "none"):
+                setattr(cell, attr, OnnxErfGELU())
+    # Re-attaching a Parameter to a new cell renames it to its attribute name; keep the official names.
+    for param in net.get_parameters():
+        param.name = names[id(param)]
+    return net
+
+
+def export(args):
+    if args.device_target:
+        ms.set_context(device_target=args.device_target)
+    if args.file_format == "AIR" and ms.get_context("device_target") != "Ascend":
+        raise ExportError(f"AIR export needs the Ascend device target (this is "
+                          f"{ms.get_context('device_target')}); use --file_format MINDIR or ONNX")
+    model, kwargs, image_size = resolve_model(args)
+    net = create_model(model, **kwargs)
+    load_checkpoint_strict(net, args.ckpt_path)
+    net.set_train(False)
+    if args.file_format == "ONNX":
+        make_onnx_exportable(net)
+    suffix = FILE_FORMATS[args.file_format]
+    base = args.file_name[:-len(suffix)] if args.file_name.lower().endswith(suffix) else args.file_name
+    output = os.path.abspath(base + suffix)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    dummy = ms.Tensor(np.zeros((args.batch_size, net.in_chans, image_size, image_size), np.float32))
+    # Exported under a temp name and renamed, so an interrupted export never leaves a truncated model.
+    partial = os.path.join(os.path.dirname(output), f".{os.path.basename(base)}.{os.getpid()}.partial")
+    try:
+        ms.export(net, dummy, file_name=partial, file_format=args.file_format)
+        os.replace(partial + suffix, output)
+    finally:
+        if os.path.exists(partial + suffix):
+            os.remove(partial + suffix)
+    sha = write_sidecar(output)
+    print(f"exported {output} ({args.file_format}, input {tuple(dummy.shape)}): SHA-256 {sha}", flush=True)
+    return output
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        export(args)
+    except (CheckpointError, ExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
