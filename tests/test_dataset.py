@@ -1,0 +1,441 @@
+"""Data pipeline and embedded digits default: shapes, determinism, mixing, sharding, bad files, errors."""
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT, color_index
+from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, _EpochKeySampler, count_images,
+                         create_dataset, get_num_classes, parse_rand_augment, unreadable_report)
+from src.default_data import MARKER, prepare_default_data
+
+# Everything random off except the random resized crop, which cannot be switched off.
+PLAIN = dict(hflip=0, auto_augment=None, color_jitter=None, reprob=0, mixup=0, cutmix=0, label_smoothing=0)
+MEAN = np.array(IMAGENET_MEAN, np.float32).reshape(3, 1, 1) * 255
+STD = np.array(IMAGENET_STD, np.float32).reshape(3, 1, 1) * 255
+
+
+def batches(dataset, num_epochs=1):
+    iterator = dataset.create_tuple_iterator(num_epochs=num_epochs, output_numpy=True)
+    return [list(iterator) for _ in range(num_epochs)] if num_epochs > 1 else list(iterator)
+
+
+def first_batch(dataset):
+    return next(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+
+
+def pixels(image_chw):
+    """Normalised CHW float -> HWC 0..255 float."""
+    return (image_chw * STD + MEAN).transpose(1, 2, 0)
+
+
+def identities(images):
+    """Solid-colour image -> its index in the split (see conftest.solid_color)."""
+    return [color_index(pixels(img).reshape(-1, 3).mean(0)) for img in images]
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+def test_train_full_recipe_shapes_and_soft_targets(image_folder):
+    root = image_folder(num_classes=3, per_class={"train": 6, "val": 1})
+    dataset = create_dataset(root, True, batch_size=4, image_size=16, num_classes=3, num_workers=1)
+    assert dataset.get_col_names() == ["image", "label"]
+    assert dataset.get_dataset_size() == 18 // 4  # remainder dropped
+    got = batches(dataset)
+    assert len(got) == 4
+    floor = DEFAULT_AUG["label_smoothing"] / 3
+    for image, label in got:
+        assert image.shape == (4, 3, 16, 16) and image.dtype == np.float32
+        assert label.shape == (4, 3) and label.dtype == np.float32
+        np.testing.assert_allclose(label.sum(1), 1.0, atol=1e-6)
+        assert label.min() >= floor - 1e-6
+        assert np.isfinite(image).all()
+
+
+def test_same_seed_same_batches_whatever_the_worker_count(image_folder):
+    root = image_folder(num_classes=2, per_class={"train": 8})
+    make = lambda seed, workers: create_dataset(root, True, 4, image_size=16, num_classes=2, seed=seed,
+                                                num_workers=workers)
+    (image_a, label_a), (image_b, label_b) = first_batch(make(0, 1)), first_batch(make(0, 1))
+    np.testing.assert_array_equal(image_a, image_b)
+    np.testing.assert_array_equal(label_a, label_b)
+    # Worker processes draw from the same per-sample seeds: identical batches.
+    image_mp, label_mp = first_batch(make(0, 2))
+    np.testing.assert_array_equal(image_a, image_mp)
+    np.testing.assert_array_equal(label_a, label_mp)
+    assert not np.array_equal(image_a, first_batch(make(1, 1))[0])
+
+
+def test_default_workers_stay_single_for_cheap_samples(image_folder, caplog):
+    root = image_folder(num_classes=2, per_class={"train": 8}, size=(8, 8))
+    with caplog.at_level(logging.INFO, logger="snn_mlp"):
+        create_dataset(root, True, 4, image_size=8, num_classes=2)
+    assert any("workers=1" in message for message in caplog.messages)
+
+
+def test_epochs_reshuffle_and_reaugment(image_folder):
+    root = image_folder(num_classes=2, per_class={"train": 8})
+    epoch0, epoch1 = batches(create_dataset(root, True, 4, image_size=16, num_classes=2, num_workers=1),
+                             num_epochs=2)
+    assert len(epoch0) == len(epoch1) == 4
+    assert not np.array_equal(epoch0[0][0], epoch1[0][0])
+
+
+def test_label_smoothing_targets_follow_the_image(image_folder):
+    root = image_folder(num_classes=4, per_class={"train": 3}, solid=True, ext=".png")
+    dataset = create_dataset(root, True, 12, image_size=8, num_classes=4, num_workers=1,
+                             aug=dict(PLAIN, label_smoothing=0.1))
+    image, label = first_batch(dataset)
+    true_class = np.array(identities(image)) // 3  # 3 images per class, class-major
+    on, off = 1 - 0.1 + 0.1 / 4, 0.1 / 4
+    expected = np.full((12, 4), off, np.float32)
+    expected[np.arange(12), true_class] = on
+    np.testing.assert_allclose(label, expected, atol=1e-6)
+    assert sorted(identities(image)) == list(range(12))  # one epoch visits every image once
+
+
+def _plain_and_mixed(root, **mix):
+    make = lambda aug: create_dataset(root, True, 8, image_size=12, num_classes=4, seed=3, num_workers=1, aug=aug)
+    base = dict(PLAIN, label_smoothing=0.1)
+    plain_image, plain_label = first_batch(make(base))
+    mixed_image, mixed_label = first_batch(make(dict(base, **mix)))
+    return plain_image, plain_label.argmax(1), mixed_image, mixed_label
+
+
+def _lam_from_targets(hard, mixed_label, num_classes=4, smoothing=0.1):
+    on, off = 1 - smoothing + smoothing / num_classes, smoothing / num_classes
+    rows = np.flatnonzero(hard != hard[::-1])
+    assert rows.size, "the batch needs two classes to read lambda back"
+    return (mixed_label[rows[0], hard[rows[0]]] - off) / (on - off)
+
+
+def test_mixup_blends_with_the_reversed_batch(image_folder):
+    root = image_folder(num_classes=4, per_class={"train": 4})
+    plain, hard, mixed, mixed_label = _plain_and_mixed(root, mixup=0.8, cutmix=0)
+    lam = _lam_from_targets(hard, mixed_label)
+    assert 0 < lam < 1
+    np.testing.assert_allclose(mixed, lam * plain + (1 - lam) * plain[::-1], atol=1e-5)
+    off = 0.1 / 4
+    on = 1 - 0.1 + off
+    expected = np.full((8, 4), off)
+    for i in range(8):
+        expected[i, hard[i]] += lam * (on - off)
+        expected[i, hard[::-1][i]] += (1 - lam) * (on - off)
+    np.testing.assert_allclose(mixed_label, expected, atol=1e-6)
+    np.testing.assert_allclose(mixed_label.sum(1), 1.0, atol=1e-6)
+    untouched = [c for c in range(4) if c not in (hard[0], hard[-1])]
+    np.testing.assert_allclose(mixed_label[0, untouched], off, atol=1e-7)  # the smoothing floor
+
+
+def test_cutmix_pastes_one_box_from_the_reversed_batch(image_folder):
+    root = image_folder(num_classes=4, per_class={"train": 4})
+    plain, hard, mixed, mixed_label = _plain_and_mixed(root, mixup=0, cutmix=1.0)
+    changed = np.argwhere((mixed != plain).any(axis=(0, 1)))
+    assert changed.size, "this seed must draw a non-empty box"
+    (top, left), (bottom, right) = changed.min(0), changed.max(0) + 1
+    np.testing.assert_array_equal(mixed[:, :, top:bottom, left:right], plain[::-1][:, :, top:bottom, left:right])
+    outside = np.ones(plain.shape[2:], bool)
+    outside[top:bottom, left:right] = False
+    np.testing.assert_array_equal(mixed[:, :, outside], plain[:, :, outside])
+    lam = _lam_from_targets(hard, mixed_label)
+    np.testing.assert_allclose(lam, 1 - (bottom - top) * (right - left) / 144, atol=1e-5)
+    np.testing.assert_allclose(mixed_label.sum(1), 1.0, atol=1e-6)
+
+
+def test_mixing_switch_and_probability():
+    rng = np.random.default_rng(0)
+    always_cutmix = MixupCutmix(10, mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=1.0)
+    never_mix = MixupCutmix(10, mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.0)
+    off = MixupCutmix(10, mixup_alpha=0, cutmix_alpha=0)
+    for _ in range(20):
+        assert always_cutmix.draw(rng, 16, 16)[1] is not None
+        assert never_mix.draw(rng, 16, 16) == (1.0, None)
+        assert off.draw(rng, 16, 16) == (1.0, None)
+
+
+def test_flip_and_normalisation_against_numpy(image_folder):
+    # A square image with scale_min=1 falls back to the whole image: the crop is the identity.
+    root = image_folder(num_classes=1, per_class={"train": 1}, size=(16, 16), ext=".png")
+    original = np.asarray(Image.open(root / "train" / "c00" / "img_000.png"), np.float32)
+    expected = ((original.transpose(2, 0, 1) - MEAN) / STD)
+    for hflip, reference in ((0.0, expected), (1.0, expected[:, :, ::-1])):
+        aug = dict(PLAIN, hflip=hflip, scale_min=1.0)
+        image, _ = first_batch(create_dataset(root, True, 1, image_size=16, num_classes=1, num_workers=1, aug=aug))
+        np.testing.assert_allclose(image[0], reference, atol=1e-4)
+
+
+def test_random_erasing_fills_a_box_with_noise(image_folder):
+    root = image_folder(num_classes=2, per_class={"train": 4}, solid=True, ext=".png", size=(24, 24))
+    aug = dict(PLAIN, reprob=1.0, scale_min=1.0)
+    image, _ = first_batch(create_dataset(root, True, 8, image_size=24, num_classes=2, num_workers=1, aug=aug))
+    for sample in image:
+        solid = np.median(sample.reshape(3, -1), axis=1).reshape(3, 1, 1)  # erasing covers < 1/2
+        erased = np.abs(sample - solid).max(0) > 1e-3
+        rows, cols = np.flatnonzero(erased.any(1)), np.flatnonzero(erased.any(0))
+        box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+        assert 0.02 * 576 * 0.5 <= box <= 576 / 3 + 24  # rounding of the box sides
+        patch = sample[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        assert abs(patch.mean()) < 0.6 and 0.5 < patch.std() < 1.5  # N(0, 1) noise
+
+
+def test_rand_augment_spec():
+    ra = parse_rand_augment("rand-m9-mstd0.5-inc1")
+    assert (ra.num_layers, ra.magnitude, ra.magnitude_std) == (2, 9.0, 0.5)
+    assert "PosterizeIncreasing" in ra.ops and "Posterize" not in ra.ops
+    assert "Posterize" in parse_rand_augment("rand-m5-n3").ops
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    outs = [np.asarray(parse_rand_augment("rand-m9-mstd0.5-inc1-p1")(img, np.random.default_rng(s)))
+            for s in (0, 0, 1)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2]) and not np.array_equal(outs[0], np.asarray(img))
+    for spec in ("autoaug-v0", "rand-x5", "rand-m"):
+        with pytest.raises(ValueError, match="auto_augment"):
+            parse_rand_augment(spec)
+
+
+# ----------------------------------------------------------------------------------------------- eval
+
+def test_eval_keeps_every_image_in_file_order(image_folder):
+    root = image_folder(num_classes=3, per_class={"train": 1, "val": [8, 8, 7]}, size=(30, 20), ext=".png")
+    dataset = create_dataset(root, False, batch_size=8, image_size=16, num_classes=3, num_workers=1)
+    assert dataset.get_dataset_size() == 3
+    got = batches(dataset)
+    assert [len(label) for _, label in got] == [8, 8, 7]
+    labels = np.concatenate([label for _, label in got])
+    assert labels.dtype == np.int32 and labels.tolist() == [0] * 8 + [1] * 8 + [2] * 7
+    # Reference: shorter side 20 -> int(16 / 0.875) = 18 gives 27x18; torchvision's centre crop puts
+    # the 16x16 window at left round(5.5) = 6, top round(1.0) = 1.
+    source = Image.open(root / "val" / "c01" / "img_000.png").resize((27, 18), Image.Resampling.BICUBIC)
+    window = np.asarray(source, np.float32)[1:17, 6:22].transpose(2, 0, 1)
+    np.testing.assert_allclose(got[1][0][0], (window - MEAN) / STD, atol=1e-4)
+
+
+def test_eval_crop_pct_one_keeps_the_whole_image(image_folder):
+    root = image_folder(num_classes=1, per_class={"val": 1}, size=(20, 20), ext=".png")
+    image, _ = first_batch(create_dataset(root, False, 1, image_size=20, num_classes=1, num_workers=1,
+                                          aug={"crop_pct": 1.0}))
+    original = np.asarray(Image.open(root / "val" / "c00" / "img_000.png"), np.float32).transpose(2, 0, 1)
+    np.testing.assert_allclose(image[0], (original - MEAN) / STD, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- sharding
+
+def test_eval_shards_are_disjoint_and_cover(image_folder):
+    root = image_folder(num_classes=3, per_class={"val": [8, 8, 7]}, solid=True, ext=".png")
+    shards = []
+    for rank in range(3):
+        dataset = create_dataset(root, False, 4, image_size=8, num_classes=3, rank_id=rank, rank_size=3,
+                                 num_workers=1)
+        shards.append([i for image, _ in batches(dataset) for i in identities(image)])
+    assert shards == [list(range(rank, 23, 3)) for rank in range(3)]
+
+
+@pytest.mark.parametrize("num_images", [24, 23])
+def test_train_shards_are_disjoint_equal_and_cover(image_folder, num_images):
+    root = image_folder(num_classes=2, per_class={"train": [12, num_images - 12]}, solid=True, ext=".png")
+    shards = []
+    for rank in range(2):
+        dataset = create_dataset(root, True, 1, image_size=8, num_classes=2, rank_id=rank, rank_size=2,
+                                 num_workers=1, aug=PLAIN)
+        assert dataset.get_dataset_size() == num_images // 2  # equal on every rank: ranks stay in step
+        shards.append({i for image, _ in batches(dataset) for i in identities(image)})
+    assert len(shards[0]) == len(shards[1]) == num_images // 2
+    assert not shards[0] & shards[1]
+    assert len(shards[0] | shards[1]) == num_images - num_images % 2  # at most rank_size-1 left this epoch
+    assert shards[0] | shards[1] <= set(range(num_images))
+
+
+def test_sampler_keys_encode_epoch_and_shard():
+    samplers = [_EpochKeySampler(23, rank, 3, shuffle=True, seed=5) for rank in range(3)]
+    epochs = [[list(iter(sampler)) for _ in range(2)] for sampler in samplers]  # each __iter__ is one epoch
+    for epoch in range(2):
+        shards = [epochs[rank][epoch] for rank in range(3)]
+        assert [len(shard) for shard in shards] == [len(sampler) for sampler in samplers] == [7, 7, 7]
+        keys = [key for shard in shards for key in shard]
+        assert all(key // 23 == epoch for key in keys)
+        assert len({key % 23 for key in keys}) == 21  # disjoint; 23 % 3 images wait for another epoch
+    assert [k % 23 for k in epochs[0][0]] != [k % 23 for k in epochs[0][1]]  # reshuffled
+    eval_sampler = _EpochKeySampler(23, 1, 3, shuffle=False, seed=5)
+    assert len(eval_sampler) == 8 and list(iter(eval_sampler)) == list(range(1, 23, 3))
+
+
+# ------------------------------------------------------------------------------------- unreadable files
+
+def _add_bad_files(class_dir):
+    (class_dir / "garbage.JPEG").write_bytes(b"this is not an image" * 10)
+    real = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(real, "JPEG")
+    (class_dir / "truncated.JPEG").write_bytes(real.getvalue()[:len(real.getvalue()) // 2])
+    with pytest.raises(OSError):  # the truncated file really is unreadable
+        Image.open(class_dir / "truncated.JPEG").convert("RGB")
+    return [str(class_dir / "garbage.JPEG"), str(class_dir / "truncated.JPEG")]
+
+
+def test_eval_marks_unreadable_images_and_reports_them(image_folder, caplog):
+    root = image_folder(num_classes=2, per_class={"val": 3})
+    bad = _add_bad_files(root / "val" / "c00")
+    unreadable_report(log=False)  # forget earlier tests' records
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        got = batches(create_dataset(root, False, 4, image_size=8, num_classes=2, num_workers=1))
+        labels = np.concatenate([label for _, label in got])
+        # c00 sorted: garbage, img_000..002, truncated; c01: img_000..002.
+        assert labels.tolist() == [-1, 0, 0, 0, -1, 1, 1, 1]
+        summary = unreadable_report("val")
+    assert summary.count == 2 and sorted(summary.paths) == sorted(bad)
+    assert all(any(path in message for message in caplog.messages) for path in bad)
+    assert any("val: 2 unreadable images skipped: first paths" in message for message in caplog.messages)
+    assert unreadable_report("val").count == 0  # each report covers what happened since the last one
+
+
+def test_train_substitutes_unreadable_images(image_folder):
+    root = image_folder(num_classes=2, per_class={"train": 3})
+    bad = _add_bad_files(root / "train" / "c01")
+    unreadable_report(log=False)
+    # Two worker processes: their records must reach this process's report.
+    dataset = create_dataset(root, True, 2, image_size=8, num_classes=2, num_workers=2, aug=PLAIN)
+    got = batches(dataset)
+    assert len(got) == 4  # 8 files, none lost: a readable image takes each bad one's place
+    for _, label in got:
+        np.testing.assert_allclose(label.sum(1), 1.0)
+    summary = unreadable_report("train")
+    assert summary.count == 2 and sorted(summary.paths) == sorted(bad)
+
+
+def test_only_unreadable_images_is_a_clear_error(image_folder):
+    root = image_folder(num_classes=1, per_class={"train": 0})
+    _add_bad_files(root / "train" / "c00")
+    with pytest.raises(RuntimeError, match="consecutive unreadable images"):
+        batches(create_dataset(root, True, 1, image_size=8, num_classes=1, num_workers=1, aug=PLAIN))
+    unreadable_report(log=False)
+
+
+# ----------------------------------------------------------------------------------- errors and helpers
+
+def test_layout_errors_name_the_path(tmp_path, image_folder):
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "nope")) + ".*expected <root>/train"):
+        create_dataset(tmp_path / "nope", True, 2)
+    root = image_folder(per_class={"train": 2})
+    with pytest.raises(ValueError, match=re.escape(str(root / "val")) + " is missing"):
+        create_dataset(root, False, 2, num_classes=3)
+    (root / "val").mkdir()
+    with pytest.raises(ValueError, match="no class folders in " + re.escape(str(root / "val"))):
+        create_dataset(root, False, 2, num_classes=3)
+    (root / "val" / "c00").mkdir()
+    (root / "val" / "c00" / "README.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="no images"):
+        count_images(root, "val")
+
+
+def test_argument_errors(image_folder):
+    root = image_folder(num_classes=3, per_class={"train": 2, "val": 1})
+    make = lambda **kw: create_dataset(root, True, **dict(dict(batch_size=2, image_size=8, num_classes=3,
+                                                               num_workers=1), **kw))
+    with pytest.raises(ValueError, match="'mixpu'"):
+        make(aug={"mixpu": 0.5})
+    with pytest.raises(ValueError, match="reprob"):
+        make(aug={"reprob": 2})
+    with pytest.raises(ValueError, match="interpolation"):
+        make(aug={"interpolation": "cubic"})
+    with pytest.raises(ValueError, match="auto_augment"):
+        make(aug={"auto_augment": "original"})
+    with pytest.raises(ValueError, match="3 class folders but num_classes is 1000"):
+        make(num_classes=1000)
+    with pytest.raises(ValueError, match="rank_id"):
+        make(rank_id=2, rank_size=2)
+    with pytest.raises(ValueError, match="cannot fill one batch of 7"):
+        make(batch_size=7)
+    with pytest.raises(ValueError, match="split"):
+        unreadable_report("test")
+    (root / "val" / "c99").mkdir()
+    with pytest.raises(ValueError, match="differ"):
+        make()
+
+
+def test_counts_and_classes(image_folder):
+    root = image_folder(num_classes=3, per_class={"train": [2, 3, 4], "val": 1})
+    (root / "train" / "c00" / "notes.txt").write_text("ignored: no image extension")
+    (root / "train" / ".hidden").mkdir()
+    assert count_images(root, "train") == 9 and count_images(root, "val") == 3
+    assert get_num_classes(root) == 3
+    with pytest.raises(ValueError, match="split"):
+        count_images(root, "test")
+
+
+# ------------------------------------------------------------------------------------- digits default
+
+def test_digits_export_layout_and_labels(default_data):
+    from sklearn.datasets import load_digits
+
+    targets = load_digits().target
+    assert get_num_classes(default_data) == 10
+    assert count_images(default_data, "train") == 1437 and count_images(default_data, "val") == 360
+    seen = {}
+    for split in ("train", "val"):
+        for label in range(10):
+            names = os.listdir(os.path.join(default_data, split, str(label)))
+            if split == "val":  # stratified: every class keeps its 20 % share
+                assert abs(len(names) - 0.2 * np.sum(targets == label)) <= 1
+            for name in names:
+                index = int(name[:-4])
+                assert targets[index] == label and index not in seen  # right folder, in one split only
+                seen[index] = split
+    assert len(seen) == 1797
+    val3 = os.path.join(default_data, "val", "3")
+    img = Image.open(os.path.join(val3, sorted(os.listdir(val3))[0]))
+    assert img.mode == "RGB" and img.size == (32, 32) and img.format == "PNG"
+
+
+def test_digits_pipeline_end_to_end(default_data):
+    digits_aug = dict(PLAIN, scale_min=0.5, label_smoothing=0.1, crop_pct=1.0)
+    image, label = first_batch(create_dataset(default_data, True, 16, image_size=32, num_classes=10,
+                                              num_workers=1, aug=digits_aug))
+    assert image.shape == (16, 3, 32, 32) and label.shape == (16, 10)
+    got = batches(create_dataset(default_data, False, 64, image_size=32, num_classes=10, num_workers=1,
+                                 aug=digits_aug))
+    assert sum(len(labels) for _, labels in got) == 360
+
+
+def test_digits_export_is_idempotent_and_repairs(tmp_path):
+    root = prepare_default_data(str(tmp_path / "digits"))
+    marker = os.path.join(root, MARKER)
+    stamp = os.stat(marker).st_mtime_ns
+    assert prepare_default_data(str(tmp_path / "digits")) == root
+    assert os.stat(marker).st_mtime_ns == stamp  # nothing rewritten
+    victim = os.path.join(root, "val", "7", sorted(os.listdir(os.path.join(root, "val", "7")))[0])
+    os.remove(victim)
+    prepare_default_data(root)
+    assert os.path.exists(victim) and count_images(root, "val") == 360
+    assert json.load(open(marker))["counts"]["val"]["7"] == len(os.listdir(os.path.join(root, "val", "7")))
+    assert [n for n in os.listdir(tmp_path) if n != "digits"] == []  # no temp folders left
+
+
+def test_digits_export_default_root_honours_snnmlp_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNMLP_HOME", str(tmp_path / "home"))
+    from src.default_data import default_data_root
+
+    assert default_data_root() == str(tmp_path / "home" / "data" / "digits")
+
+
+def test_concurrent_exports_never_expose_a_partial_folder(tmp_path):
+    root = tmp_path / "digits"
+    code = ("import sys; from src.default_data import prepare_default_data; "
+            "print(prepare_default_data(sys.argv[1]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    while any(p.poll() is None for p in procs):
+        if root.exists():  # whoever is first to rename, the folder appears complete
+            assert (root / MARKER).exists()
+        time.sleep(0.005)
+    outputs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert {out.strip() for out, _ in outputs} == {str(root)}
+    assert count_images(root, "train") == 1437 and count_images(root, "val") == 360
+    assert os.listdir(tmp_path) == ["digits"]
