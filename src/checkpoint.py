@@ -24,6 +24,7 @@ import numpy as np
 
 import mindspore as ms
 from mindspore import Parameter, Tensor
+from mindspore import dtype as mstype
 
 __all__ = [
     "CheckpointError", "sha256_file", "sidecar_path", "write_sidecar", "read_sidecar", "verify_file",
@@ -384,13 +385,15 @@ def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
     or structural (``layers.k.…``). Optimizer state (``IGNORED_ENTRY_*``) is skipped; scalar or string
     entries whose name has no dot (epoch, step, …) are returned as a dict of Python values. Parameters
     whose name starts with a prefix in ``exclude`` (``("head.",)`` for a new classifier) keep their values
-    and their checkpoint entries are skipped. Anything missing, unexpected or of another shape is a
-    CheckpointError naming the first offenders; nothing is assigned unless everything matches.
+    and their checkpoint entries are skipped. Floating-point entries are cast to the parameter's type.
+    Anything missing, unexpected, of another shape or of a non-float type is a CheckpointError naming
+    the first offenders; nothing is assigned unless everything matches.
     """
     exclude = tuple(exclude)
     entries = read_checkpoint(path, expected_sha256)
     params = {p.name: p for p in net.get_parameters()}
-    to_load, metadata, unexpected, mismatched, seen_from = {}, {}, [], [], {}
+    to_load, metadata, seen_from = {}, {}, {}
+    unexpected, wrong_shape, wrong_type, refused = [], [], [], set()
     for name, value in entries.items():
         target = to_official_name(name)
         if target in seen_from:
@@ -399,36 +402,41 @@ def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
         if target in params:
             if target.startswith(exclude):
                 continue
-            if isinstance(value, str) or tuple(value.shape) != tuple(params[target].shape):
+            param = params[target]
+            if isinstance(value, str) or tuple(value.shape) != tuple(param.shape):
                 shape = "a string" if isinstance(value, str) else tuple(value.shape)
-                mismatched.append(f"{target} {shape} vs network {tuple(params[target].shape)}")
-            else:
+                wrong_shape.append(f"{target} {shape} vs network {tuple(param.shape)}")
+                refused.add(target)
+            elif value.dtype == param.dtype:
                 to_load[target] = value
+            elif value.dtype in mstype.float_type and param.dtype in mstype.float_type:
+                to_load[target] = value.astype(param.dtype)  # e.g. a float16 release into a float32 net
+            else:
+                wrong_type.append(f"{target} {value.dtype} vs network {param.dtype}")
+                refused.add(target)
         elif _is_ignored(name) or name.startswith(exclude):
             continue
         elif "." not in name and _metadata_value(value) is not None:
             metadata[name] = _metadata_value(value)
         else:
             unexpected.append(name)
-    missing = [n for n in params if n not in to_load and not n.startswith(exclude)
-               and not any(m.startswith(n + " ") for m in mismatched)]
+    missing = [n for n in params if n not in to_load and n not in refused and not n.startswith(exclude)]
     problems = []
     if missing:
         problems.append(f"{len(missing)} network parameters missing ({_first(missing)})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected entries ({_first(unexpected)})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches ({_first(mismatched, 3)})")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} shape mismatches ({_first(wrong_shape, 3)})")
+    if wrong_type:
+        problems.append(f"{len(wrong_type)} type mismatches ({_first(wrong_type, 3)})")
     if problems:
         hint = ""
-        if mismatched and all(m.startswith("head.") for m in mismatched):
+        if wrong_shape and all(m.startswith("head.") for m in wrong_shape):
             hint = "; a checkpoint for another number of classes: build the network with its num_classes"
         raise CheckpointError(f"{path} does not fit the network: " + "; ".join(problems) + hint)
-    loaded = {name: Parameter(value, name=name) for name, value in to_load.items()}
-    not_loaded, _ = ms.load_param_into_net(net, loaded, strict_load=True)
-    not_loaded = [n for n in not_loaded if not n.startswith(exclude)]
-    if not_loaded:  # the checks above make this unreachable unless MindSpore changes its matching
-        raise CheckpointError(f"{path}: MindSpore did not load {_first(not_loaded)}")
+    ms.load_param_into_net(net, {name: Parameter(value, name=name) for name, value in to_load.items()},
+                           strict_load=True)
     return metadata
 
 

@@ -174,6 +174,18 @@ def test_strict_load_refuses_and_assigns_nothing(tmp_path, change, message):
         np.testing.assert_array_equal(value, before[name])
 
 
+def test_float_entries_are_cast_and_other_types_refused(tmp_path):
+    path = save_entries(tmp_path, {"0.weight": np.full((4, 3), 0.5, np.float16), "0.bias": np.ones(4),
+                                   "1.weight": np.ones((2, 4), np.float32), "1.bias": np.ones(2, np.float32)})
+    target = tiny_net()
+    load_checkpoint_strict(target, path)
+    assert target[0].weight.dtype == ms.float32 and values(target)["0.weight"][0, 0] == 0.5
+    path = save_entries(tmp_path, {**{p.name: p.asnumpy() for p in tiny_net().get_parameters()},
+                                   "1.bias": np.ones(2, np.int32)})
+    with pytest.raises(CheckpointError, match=r"1 type mismatches \(1\.bias Int32 vs network Float32\)"):
+        load_checkpoint_strict(tiny_net(), path)
+
+
 def test_refusal_lists_only_the_first_names(tmp_path):
     path = save_entries(tmp_path, {f"extra{i}.w": np.ones(1, np.float32) for i in range(9)})
     with pytest.raises(CheckpointError) as info:

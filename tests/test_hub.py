@@ -141,3 +141,17 @@ def test_pretrained_pytorch_release_is_converted_once(hub_env, monkeypatch):
         assert server.requests == ["release.pt"]
     assert sorted(os.listdir(hub_env / "cache")) == ["release.ckpt", "release.ckpt.sha256", "release.pt",
                                                      "release.pt.verified.json"]
+
+
+def test_hub_markdown_matches_the_asset_registry():
+    text = (ROOT / "snn_mlp.md").read_text()
+    front = text.split("\n---\n")[1]
+    keys = set(re.findall(r"^\s*([a-z0-9-]+):", front, flags=re.M))
+    assert keys >= {"model-name", "backbone-name", "module-type", "fine-tunable", "input-shape", "model-version",
+                    "train-dataset", "accuracy", "author", "update-time", "repo-link", "user-id", "used-for",
+                    "train-backend", "infer-backend", "mindspore-version", "asset", "file-format", "asset-link",
+                    "asset-sha256", "license", "summary"}
+    asset = ckpt.get_asset("snnmlp_t")
+    assert re.search(rf"asset-link: <{re.escape(asset.url)}>", front)
+    assert re.search(rf"asset-sha256: {asset.sha256}$", front, flags=re.M)
+    assert re.search(rf"accuracy: {asset.top1}$", front, flags=re.M)
