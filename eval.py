@@ -1,0 +1,100 @@
+"""Evaluate an SNN-MLP checkpoint on the validation split: top-1, top-5 and loss over every image.
+
+  python eval.py --ckpt_path output/snnmlp_digits/best.ckpt
+  python eval.py --ckpt_path snnmlp_t.ckpt --config_path config/snnmlp_t_imagenet_gpu.yaml --dataset_path /data/imagenet
+
+The network is rebuilt from the config.yaml beside the checkpoint when there is one (what train.py
+writes), else from --config_path; command-line keys override either. The checkpoint is verified before it
+is loaded: against --ckpt_sha256, else its .sha256 sidecar, else the hash of a known official release.
+Images the pipeline cannot read are skipped and counted. The last stdout line is one JSON object:
+top1, top5, loss, num_images, skipped, ckpt, ckpt_sha256, model, image_size, num_classes, dataset_path.
+"""
+import json
+import os
+import sys
+
+
+def _beside_config(argv):
+    from src.config import peek_option
+
+    ckpt = peek_option(argv, "ckpt_path")
+    if ckpt:
+        candidate = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "config.yaml")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _expected_sha(cfg):
+    """--ckpt_sha256, else None when a sidecar exists (verify_file reads it), else a known release's hash."""
+    from src.checkpoint import ASSETS, read_sidecar
+
+    if cfg.ckpt_sha256 or read_sidecar(cfg.ckpt_path) is not None:
+        return cfg.ckpt_sha256
+    asset = ASSETS.get(os.path.basename(cfg.ckpt_path))
+    return asset.sha256 if asset is not None else None
+
+
+def run(cfg):
+    from src.checkpoint import load_checkpoint_strict, verify_file
+    from src.dataset import unreadable_report
+    from src.engine import evaluate
+    from src.engine.trainer import (build_dataset, build_network, init_distributed, make_all_reduce, resolve_dataset,
+                                    setup_context, setup_logging)
+
+    device_target = setup_context(cfg)
+    rank, group_size = init_distributed()
+    setup_logging(None, rank)
+    import logging
+
+    logger = logging.getLogger("snn_mlp")
+    logger.info("config %s", cfg.config_path)
+    sha = verify_file(cfg.ckpt_path, _expected_sha(cfg))
+    net = build_network(cfg, device_target)
+    metadata = load_checkpoint_strict(net, cfg.ckpt_path, sha, exclude=("ema.",))
+    logger.info("loaded %s (SHA-256 %s)%s", cfg.ckpt_path, sha,
+                f", epoch {metadata['epoch']}" if "epoch" in metadata else "")
+    root = resolve_dataset(cfg)
+    data = build_dataset(cfg, root, False, rank, group_size, cfg.seed)
+    logger.info("evaluating %s on %s: %d batches of up to %d images", cfg.model, root, data.get_dataset_size(),
+                cfg.batch_size)
+    result = evaluate(net, data, all_reduce=make_all_reduce(group_size),
+                      log_interval=max(1, data.get_dataset_size() // 10))
+    unreadable_report("val")
+    logger.info("top1 %.3f%% top5 %.3f%% loss %.4f over %d images (%d unreadable skipped) in %.1fs", result.top1,
+                result.top5, result.loss, result.num_images, result.skipped, result.seconds)
+    report = {"top1": result.top1, "top5": result.top5, "loss": result.loss, "num_images": result.num_images,
+              "skipped": result.skipped, "ckpt": os.path.abspath(cfg.ckpt_path), "ckpt_sha256": sha,
+              "model": cfg.model, "image_size": cfg.image_size, "num_classes": cfg.num_classes,
+              "dataset_path": root, "seconds": round(result.seconds, 2)}
+    return report if rank == 0 else None
+
+
+def main(argv=None):
+    from src.config import ConfigError, load_config
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(argv, description=__doc__, defaults_from=_beside_config(argv))
+        if not cfg.ckpt_path:
+            raise ConfigError("--ckpt_path is required (the checkpoint to evaluate)")
+    except ConfigError as e:
+        print(f"eval.py: error: {e}", file=sys.stderr)
+        return 2
+    from src.checkpoint import CheckpointError
+
+    try:
+        report = run(cfg)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        print(f"eval.py: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("eval.py: interrupted", file=sys.stderr)
+        return 130
+    if report is not None:
+        print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Training and evaluation machinery: schedule, parameter groups and AdamW, the train step, evaluation,
+checkpoints and the training loop. See each module's docstring."""
+from src.engine.checkpoints import BEST_NAME, CheckpointManager, load_train_state
+from src.engine.evaluate import EvalResult, batch_metrics, evaluate
+from src.engine.optim import EMA, LR_LIF, LR_MAIN, AdamW, ParamGroup, build_param_groups, is_lif_param
+from src.engine.schedule import CosineWarmupSchedule, scale_lr
+from src.engine.step import NetWithLoss, TrainStep, soft_target_cross_entropy
+from src.engine.trainer import TrainingError, train
+
+__all__ = ["BEST_NAME", "CheckpointManager", "load_train_state", "EvalResult", "batch_metrics", "evaluate", "EMA",
+           "LR_LIF", "LR_MAIN", "AdamW", "ParamGroup", "build_param_groups", "is_lif_param",
+           "CosineWarmupSchedule", "scale_lr", "NetWithLoss", "TrainStep", "soft_target_cross_entropy",
+           "TrainingError", "train"]

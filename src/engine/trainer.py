@@ -1,0 +1,388 @@
+"""The training run: device and distributed setup, data, network, optimizer, the epoch loop, validation,
+checkpoints, resume and logging. ``train(cfg)`` is what ``train.py`` calls.
+
+The loop is written out (not ``Model.train``) so that the learning rates are computed on the host for every
+step from the global step alone, a resume continues bit-for-bit on the same schedule, and the data order of
+epoch ``e`` is fixed by ``seed + e`` whether or not the run was interrupted before it.
+"""
+import json
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from src.checkpoint import CheckpointError, load_checkpoint_strict
+from src.config import ConfigError, aug_settings, model_kwargs, save_config
+from src.engine.checkpoints import CheckpointManager, load_train_state
+from src.engine.evaluate import evaluate
+from src.engine.optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups
+from src.engine.schedule import CosineWarmupSchedule, scale_lr
+from src.engine.step import TrainStep
+
+__all__ = ["train", "setup_context", "distributed_env", "init_distributed", "setup_logging", "resolve_dataset", "build_dataset",
+           "build_network", "make_all_reduce", "TrainingError"]
+
+logger = logging.getLogger("snn_mlp")
+
+# Any of these in the environment means a launcher (msrun, a rank table, mpirun) started this process.
+_LAUNCHER_ENV = ("MS_WORKER_NUM", "RANK_TABLE_FILE", "RANK_SIZE")
+_MAX_NONFINITE_WINDOWS = 3
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged); the message says what to change."""
+
+
+def distributed_env():
+    """True when launched by msrun / a rank table / mpirun with more than one worker."""
+    for name in _LAUNCHER_ENV:
+        value = os.environ.get(name)
+        if value and (name == "RANK_TABLE_FILE" or value.strip() not in ("", "1")):
+            return True
+    return False
+
+
+def setup_context(cfg):
+    """Execution mode, device and seeds; returns the device target in use."""
+    kwargs = {"mode": ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE}
+    if cfg.device_target != "auto":
+        kwargs["device_target"] = cfg.device_target
+    try:
+        ms.set_context(**kwargs)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"cannot use device_target {cfg.device_target}: {str(e).strip().splitlines()[0]}") from e
+    device_id = os.environ.get("DEVICE_ID")
+    if device_id and device_id.isdigit() and ms.get_context("device_target") != "CPU":
+        ms.set_device(ms.get_context("device_target"), int(device_id))
+    ms.set_seed(cfg.seed)
+    return ms.get_context("device_target")
+
+
+def init_distributed():
+    """``(rank, group size)``; initialises communication and data parallelism only under a launcher."""
+    if not distributed_env():
+        return 0, 1
+    from mindspore.communication import get_group_size, get_rank, init
+
+    init()
+    rank, size = get_rank(), get_group_size()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=size)
+    return rank, size
+
+
+class _AllReduceSum(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.op = ops.AllReduce(ops.ReduceOp.SUM)
+
+    def construct(self, x):
+        return self.op(x)
+
+
+def make_all_reduce(group_size):
+    """``f(np.ndarray) -> np.ndarray`` summing across ranks (float32 on the wire), or None on one device."""
+    if group_size == 1:
+        return None
+    cell = _AllReduceSum()
+    return lambda values: cell(Tensor(np.asarray(values, np.float32))).asnumpy().astype(np.float64)
+
+
+def setup_logging(output_dir=None, rank=0, stream=None):
+    """The ``snn_mlp`` logger: rank 0 logs INFO to ``stream`` (stdout) and ``output_dir/train.log``; other
+    ranks log warnings and errors only, prefixed with their rank, to stderr."""
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S")
+    if rank == 0:
+        console = logging.StreamHandler(stream or sys.stdout)
+        console.setFormatter(fmt)
+        logger.addHandler(console)
+        if output_dir:
+            file_handler = logging.FileHandler(os.path.join(output_dir, "train.log"), encoding="utf-8")
+            file_handler.setFormatter(fmt)
+            logger.addHandler(file_handler)
+    else:
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname).1s %(message)s"))
+        logger.addHandler(console)
+
+
+def resolve_dataset(cfg):
+    """The ImageFolder root to read: ``dataset_path``, or the embedded digits exported on first use."""
+    if cfg.dataset_path is None:
+        from src.default_data import prepare_default_data
+
+        return prepare_default_data()
+    path = os.path.abspath(os.path.expanduser(cfg.dataset_path))
+    if not os.path.isdir(path):
+        raise ConfigError(f"dataset_path {cfg.dataset_path} is not a directory (expected an ImageFolder root "
+                          f"holding train/ and val/)")
+    return path
+
+
+def build_network(cfg, device_target):
+    """The network of ``cfg`` with mixed precision applied (mixed precision is off on CPU)."""
+    from src.snn_mlp import create_model
+
+    net = create_model(cfg.model, **model_kwargs(cfg))
+    if cfg.amp_level != "O0":
+        if device_target == "CPU":
+            logger.warning("amp_level %s ignored on CPU: training in float32", cfg.amp_level)
+        else:
+            net = ms.amp.auto_mixed_precision(net, cfg.amp_level)
+    return net
+
+
+def build_dataset(cfg, root, train, rank, size, seed):
+    from src.dataset import create_dataset
+
+    try:
+        return create_dataset(root, train, cfg.batch_size, image_size=cfg.image_size, num_classes=cfg.num_classes,
+                              rank_id=rank, rank_size=size, num_workers=cfg.num_parallel_workers, seed=seed,
+                              aug=aug_settings(cfg))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _format_seconds(seconds):
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _Run:
+    """State of one training run; ``fit()`` does the epochs."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.start_time = time.time()
+        self.device_target = setup_context(cfg)
+        self.rank, self.group_size = init_distributed()
+        self.writer = self.rank == 0
+        self.output_dir = os.path.abspath(os.path.expanduser(cfg.output_dir))
+        if self.writer:
+            os.makedirs(self.output_dir, exist_ok=True)
+        setup_logging(self.output_dir if self.writer else None, self.rank)
+        self.data_root = resolve_dataset(cfg)
+        self.val_data = build_dataset(cfg, self.data_root, False, self.rank, self.group_size, cfg.seed)
+        self.steps_per_epoch = self._train_data(0).get_dataset_size()
+        self.net = build_network(cfg, self.device_target)
+        self._build_optimization()
+        self.checkpoints = CheckpointManager(self.output_dir, cfg.model, cfg.keep_checkpoint_max, self.writer)
+        self.all_reduce = make_all_reduce(self.group_size)
+        self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, -1
+        self.last_val = None
+
+    def _train_data(self, epoch):
+        # A fresh pipeline per epoch, seeded by the epoch: the data order of an epoch is the same whether the
+        # run reached it directly or through a resume.
+        return build_dataset(self.cfg, self.data_root, True, self.rank, self.group_size, self.cfg.seed + epoch)
+
+    def _build_optimization(self):
+        cfg = self.cfg
+        self.global_batch = cfg.batch_size * self.group_size
+        scale = lambda lr: scale_lr(lr, self.global_batch, cfg.base_batch_size, cfg.lr_scale)
+        total = cfg.epochs * self.steps_per_epoch
+        self.schedule = CosineWarmupSchedule(scale(cfg.lr), scale(cfg.warmup_lr), scale(cfg.min_lr),
+                                             cfg.warmup_epochs * self.steps_per_epoch, total)
+        # As in the original: the LIF rate is not batch-scaled but follows the same warmup/cosine curve.
+        self.lif_schedule = self.schedule.with_peak(cfg.lif_lr)
+        self.groups = build_param_groups(self.net, cfg.weight_decay, cfg.lif_weight_decay, cfg.filter_bias_and_bn)
+        optimizer = AdamW(self.groups, cfg.betas[0], cfg.betas[1], cfg.eps)
+        self.ema = EMA(self.net.trainable_params(), cfg.ema_decay) if cfg.ema else None
+        reducer = None
+        if self.group_size > 1:
+            reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=self.group_size)
+        self.train_step = TrainStep(self.net, optimizer, cfg.clip_grad, cfg.loss_scale, cfg.loss_scale_type,
+                                    cfg.loss_scale_factor, cfg.loss_scale_window, self.ema, reducer)
+
+    def learning_rates(self, global_step, epoch):
+        lrs = np.zeros(2, np.float32)
+        lrs[LR_MAIN] = self.schedule(global_step)
+        lrs[LR_LIF] = self.lif_schedule(global_step) if epoch >= self.cfg.lif_start_epoch else 0.0
+        return lrs
+
+    # ------------------------------------------------------------------ resume and checkpoints
+
+    def restore(self):
+        cfg = self.cfg
+        path = cfg.resume
+        if path is None and cfg.auto_resume:
+            path = self.checkpoints.latest_complete()
+            if path:
+                logger.info("auto-resume: newest complete checkpoint is %s", path)
+        if path is None:
+            if self.checkpoints.epoch_checkpoints():
+                logger.warning("%s holds checkpoints but auto_resume is off: starting afresh, older files will "
+                               "be replaced", self.output_dir)
+            if cfg.ckpt_path:
+                load_checkpoint_strict(self.net, cfg.ckpt_path, cfg.ckpt_sha256, exclude=("ema.",))
+                logger.info("initial weights from %s", cfg.ckpt_path)
+            return
+        counters = load_train_state(self.train_step.parameters_dict(), path)
+        self.epoch = int(counters["epoch_num"])
+        self.global_step = int(counters["step_num"])
+        self.best_top1 = float(counters.get("best_top1", -1.0))
+        self.best_epoch = int(counters.get("best_epoch", -1))
+        if self.global_step != self.epoch * self.steps_per_epoch:
+            logger.warning("the checkpoint has %d steps for %d epochs but an epoch is now %d steps (batch size or "
+                           "device count changed): continuing the schedule at step %d", self.global_step,
+                           self.epoch, self.steps_per_epoch, self.epoch * self.steps_per_epoch)
+            self.global_step = self.epoch * self.steps_per_epoch
+        logger.info("resumed from %s: %d epochs done, global step %d, next lr %.3g, best top1 %.2f%%", path,
+                    self.epoch, self.global_step, self.schedule(self.global_step), max(self.best_top1, 0.0))
+
+    def save(self, val):
+        counters = {"epoch_num": self.epoch, "step_num": self.global_step, "best_top1": float(self.best_top1),
+                    "best_epoch": self.best_epoch}
+        path = self.checkpoints.save_epoch(self.train_step.parameters_dict(), self.epoch, self.steps_per_epoch,
+                                           counters)
+        best = self.best_epoch == self.epoch
+        if best:
+            weights = {p.name: (self.ema.shadows[i] if self.ema is not None else p)
+                       for i, p in enumerate(self.net.trainable_params())}
+            weights.update({p.name: p for p in self.net.untrainable_params()})
+            self.checkpoints.save_best(weights, self.epoch, val.top1, self.cfg.model)
+        return path, best
+
+    # ------------------------------------------------------------------ the loop
+
+    def validate(self):
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            return evaluate(self.net, self.val_data, all_reduce=self.all_reduce)
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
+            self.net.set_train(True)
+
+    def _log_header(self):
+        from src.snn_mlp import count_params
+
+        cfg = self.cfg
+        logger.info("SNN-MLP training: model %s, %.2f M parameters, %.1f M multiply-adds at %d px; device %s, mode "
+                    "%s, %d device(s)", cfg.model, count_params(self.net) / 1e6,
+                    self.net.flops(cfg.image_size) / 1e6, cfg.image_size,
+                    self.device_target, cfg.mode, self.group_size)
+        logger.info("data %s: %d steps/epoch of %d images (%d per device); %d validation batches",
+                    self.data_root, self.steps_per_epoch, self.global_batch, cfg.batch_size,
+                    self.val_data.get_dataset_size())
+        groups = ", ".join(f"{g.name} {len(g.params)} (wd {g.weight_decay:g})" for g in self.groups)
+        logger.info("AdamW groups: %s; lr %.3g (warmup %.3g over %d epochs, min %.3g), lif_lr %.3g from epoch "
+                    "%d, clip %g, amp %s, loss scale %s %g%s", groups, self.schedule.peak_lr,
+                    self.schedule.warmup_lr, cfg.warmup_epochs, self.schedule.min_lr, cfg.lif_lr,
+                    cfg.lif_start_epoch, cfg.clip_grad, cfg.amp_level, cfg.loss_scale_type, cfg.loss_scale,
+                    f", EMA {cfg.ema_decay}" if self.ema is not None else "")
+        logger.info("output %s", self.output_dir)
+
+    def train_epoch(self):
+        cfg = self.cfg
+        self.net.set_train(True)
+        data = self._train_data(self.epoch)
+        steps = self.steps_per_epoch
+        loss_sum = ops.zeros((), ms.float32)
+        window_loss, window_nonfinite, window_steps = loss_sum, ops.zeros((), ms.float32), 0
+        nonfinite_windows = 0
+        epoch_start = window_start = time.time()
+        epoch_loss, epoch_nonfinite = 0.0, 0
+        for i, (images, targets) in enumerate(data.create_tuple_iterator(num_epochs=1)):
+            lrs = self.learning_rates(self.global_step, self.epoch)
+            loss, _grad_norm, finite = self.train_step(images, targets, Tensor(lrs))
+            self.global_step += 1
+            window_steps += 1
+            finite = ops.cast(finite, ms.float32)
+            window_loss = window_loss + loss * finite
+            window_nonfinite = window_nonfinite + (1.0 - finite)
+            if (i + 1) % cfg.log_interval and i + 1 != steps:
+                continue
+            nonfinite = int(window_nonfinite.asnumpy())
+            applied = window_steps - nonfinite
+            mean_loss = float(window_loss.asnumpy()) / applied if applied else float("nan")
+            epoch_loss += mean_loss * applied if applied else 0.0
+            epoch_nonfinite += nonfinite
+            nonfinite_windows = nonfinite_windows + 1 if applied == 0 else 0
+            now = time.time()
+            step_time = (now - epoch_start) / (i + 1)
+            remaining = (steps - i - 1) + (cfg.epochs - self.epoch - 1) * steps
+            val_time = self.last_val.seconds if self.last_val else 0.0
+            eta = remaining * step_time + (cfg.epochs - self.epoch) * val_time
+            extra = f" scale {float(self.train_step.loss_scale.asnumpy()):g}" if cfg.loss_scale_type == "dynamic" else ""
+            skipped = f" skipped {nonfinite}" if nonfinite else ""
+            logger.info("epoch %d/%d step %d/%d (global %d) loss %.4f lr %.3g img/s %.1f eta %s%s%s",
+                        self.epoch + 1, cfg.epochs, i + 1, steps, self.global_step, mean_loss, lrs[LR_MAIN],
+                        window_steps * self.global_batch / max(now - window_start, 1e-9), _format_seconds(eta),
+                        skipped, extra)
+            if nonfinite_windows >= _MAX_NONFINITE_WINDOWS and not (cfg.loss_scale_type == "dynamic"
+                                                                    and float(self.train_step.loss_scale.asnumpy()) > 1):
+                raise TrainingError(f"the loss or gradients were not finite for {nonfinite_windows * cfg.log_interval}"
+                                    f" steps in a row up to global step {self.global_step} (lr {lrs[LR_MAIN]:.3g}): "
+                                    f"lower --lr, or check the data")
+            window_loss, window_nonfinite, window_steps = ops.zeros((), ms.float32), ops.zeros((), ms.float32), 0
+            window_start = now
+        from src.dataset import unreadable_report
+
+        unreadable_report("train")
+        applied = steps - epoch_nonfinite
+        return (epoch_loss / applied if applied else float("nan")), epoch_nonfinite, time.time() - epoch_start
+
+    def fit(self):
+        cfg = self.cfg
+        self._log_header()
+        self.restore()
+        if self.writer:
+            save_config(cfg, os.path.join(self.output_dir, "config.yaml"),
+                        header=f"Effective configuration of the run in {self.output_dir} (eval.py reads it)")
+        if self.epoch >= cfg.epochs:
+            logger.info("already trained %d of %d epochs: nothing to do (best top1 %.2f%% at epoch %d)", self.epoch,
+                        cfg.epochs, self.best_top1, self.best_epoch)
+        while self.epoch < cfg.epochs:
+            train_loss, skipped, train_time = self.train_epoch()
+            val = self.validate()
+            self.epoch += 1
+            self.last_val = val
+            if val.top1 > self.best_top1:
+                self.best_top1, self.best_epoch = val.top1, self.epoch
+            path, best = self.save(val)
+            logger.info("epoch %d/%d done: train loss %.4f (%.0fs%s), val top1 %.2f%% top5 %.2f%% loss %.4f on %d "
+                        "images (%.0fs)%s; best %.2f%% (epoch %d); saved %s", self.epoch, cfg.epochs, train_loss,
+                        train_time, f", {skipped} steps skipped" if skipped else "", val.top1, val.top5, val.loss,
+                        val.num_images, val.seconds, f", {val.skipped} unreadable" if val.skipped else "",
+                        self.best_top1, self.best_epoch, os.path.basename(path) + (" and best.ckpt" if best else ""))
+            self._append_metrics(train_loss, skipped, train_time, val)
+        return self.summary()
+
+    def _append_metrics(self, train_loss, skipped, train_time, val):
+        if not self.writer:
+            return
+        record = {"epoch": self.epoch, "global_step": self.global_step, "train_loss": train_loss,
+                  "skipped_steps": skipped, "train_seconds": round(train_time, 2), "lr": self.schedule(self.global_step - 1),
+                  "val_top1": val.top1, "val_top5": val.top5, "val_loss": val.loss, "val_images": val.num_images,
+                  "val_skipped": val.skipped}
+        with open(os.path.join(self.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def summary(self):
+        result = {"model": self.cfg.model, "epochs": self.epoch, "global_step": self.global_step,
+                  "best_top1": self.best_top1, "best_epoch": self.best_epoch,
+                  "best_ckpt": self.checkpoints.best_path, "output_dir": self.output_dir,
+                  "wall_seconds": round(time.time() - self.start_time, 1)}
+        if self.last_val is not None:
+            result.update(last_top1=self.last_val.top1, last_top5=self.last_val.top5, last_loss=self.last_val.loss,
+                          val_images=self.last_val.num_images)
+        return result
+
+
+def train(cfg):
+    """Train as configured by ``cfg`` (see ``src.config``); returns the summary dict."""
+    return _Run(cfg).fit()
