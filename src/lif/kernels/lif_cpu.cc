@@ -57,18 +57,28 @@ inline float BitsFloat(uint32_t u) {
 inline float ToFloat(float v) { return v; }
 inline float ToFloat(BFloat16 v) { return BitsFloat(static_cast<uint32_t>(v.bits) << 16); }
 
+// Branch-free select: the fire decisions are data-dependent coin flips, so a branch would mispredict half the
+// time; bit masks also let the compiler vectorise the loops.
+inline float Select(bool condition, float if_true, float if_false) {
+  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
+  return BitsFloat((FloatBits(if_true) & mask) | (FloatBits(if_false) & ~mask));
+}
+
+inline uint32_t SelectBits(bool condition, uint32_t if_true, uint32_t if_false) {
+  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
+  return (if_true & mask) | (if_false & ~mask);
+}
+
+// IEEE half <-> float with integer operations only (no denormal floats are formed, so FTZ/DAZ modes set by
+// the host framework cannot change the result), written as selects so that loops over them vectorise.
 inline float ToFloat(Half h) {
   const uint32_t sign = static_cast<uint32_t>(h.bits & 0x8000u) << 16;
-  const uint32_t exponent = (h.bits >> 10) & 0x1fu;
-  const uint32_t mantissa = h.bits & 0x3ffu;
-  if (exponent == 0x1fu) {  // inf / NaN
-    return BitsFloat(sign | 0x7f800000u | (mantissa << 13));
-  }
-  if (exponent == 0) {  // zero / subnormal: mantissa * 2^-24, exact in float
-    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
-    return BitsFloat(sign | FloatBits(magnitude));
-  }
-  return BitsFloat(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+  const uint32_t magnitude = h.bits & 0x7fffu;
+  // Normal numbers rebias the exponent by 127 - 15; inf/NaN (exponent 31) map to exponent 255.
+  const uint32_t widened = (magnitude << 13) + (magnitude >= 0x7c00u ? 0x70000000u : 0x38000000u);
+  // Zero and subnormals are mantissa * 2^-24: exact in float, and a normal float unless zero.
+  const uint32_t subnormal = FloatBits(static_cast<float>(magnitude) * 5.9604644775390625e-8f);
+  return BitsFloat(sign | SelectBits(magnitude < 0x400u, subnormal, widened));
 }
 
 template <typename T>
@@ -82,31 +92,24 @@ inline float FromFloat<float>(float f) {
 template <>
 inline BFloat16 FromFloat<BFloat16>(float f) {
   const uint32_t u = FloatBits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN stays a (quiet) NaN
-    return BFloat16{static_cast<uint16_t>((u >> 16) | 0x40u)};
-  }
-  const uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-  return BFloat16{static_cast<uint16_t>(rounded >> 16)};
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // round to nearest even
+  return BFloat16{static_cast<uint16_t>(SelectBits((u & 0x7fffffffu) > 0x7f800000u, quiet_nan, rounded))};
 }
 
 template <>
 inline Half FromFloat<Half>(float f) {
-  uint32_t u = FloatBits(f);
-  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
-  u &= 0x7fffffffu;
-  if (u >= 0x7f800000u) {  // inf / NaN
-    return Half{static_cast<uint16_t>(sign | (u > 0x7f800000u ? 0x7e00u : 0x7c00u))};
-  }
-  if (u >= 0x477ff000u) {  // rounds past the largest half (65504): inf
-    return Half{static_cast<uint16_t>(sign | 0x7c00u)};
-  }
-  if (u < 0x38800000u) {  // below the smallest normal half: the float addition rounds to the 2^-24 grid
-    const float shifted = BitsFloat(u) + 0.5f;
-    return Half{static_cast<uint16_t>(sign | (FloatBits(shifted) - 0x3f000000u))};
-  }
-  const uint32_t odd = (u >> 13) & 1u;
-  u += 0xc8000fffu + odd;  // rebias the exponent by -112 and round to nearest even
-  return Half{static_cast<uint16_t>(sign | (u >> 13))};
+  const uint32_t u = FloatBits(f) & 0x7fffffffu;
+  const uint32_t sign = (FloatBits(f) >> 16) & 0x8000u;
+  const uint32_t inf_or_nan = u > 0x7f800000u ? 0x7e00u : 0x7c00u;
+  // Below the smallest normal half: adding 0.5 puts the value on float's 2^-24 grid, rounding to nearest even.
+  const uint32_t subnormal = FloatBits(BitsFloat(u) + 0.5f) - 0x3f000000u;
+  // Normal: rebias the exponent by -112 and round the 13 dropped bits to nearest even.
+  const uint32_t normal = (u + 0xc8000fffu + ((u >> 13) & 1u)) >> 13;
+  uint32_t bits = SelectBits(u < 0x38800000u, subnormal, normal);
+  bits = SelectBits(u >= 0x477ff000u, 0x7c00u, bits);  // rounds past 65504: inf
+  bits = SelectBits(u >= 0x7f800000u, inf_or_nan, bits);
+  return Half{static_cast<uint16_t>(sign | bits)};
 }
 
 // ---------------------------------------------------------------- geometry and threading
@@ -183,37 +186,53 @@ void ForwardPlaneH(const T *x, T *out, const Geometry &g, float tau, float vth, 
       for (int64_t w = 0; w < cols; ++w) {
         const float u = tau * membrane[w] + ToFloat(xr[w]);
         const bool fire = u > vth;
-        yr[w] = FromFloat<T>(fire ? u : vth);
-        membrane[w] = fire ? 0.0f : u;
+        yr[w] = FromFloat<T>(Select(fire, u, vth));
+        membrane[w] = Select(fire, 0.0f, u);
       }
     }
   }
   std::memcpy(out + whole * cols, x + whole * cols, sizeof(T) * (g.rows - whole) * cols);
 }
 
-// One window along W; K > 0 is the window fixed at compile time, K == 0 takes it from k.
-template <int K, typename T>
-inline void ForwardWindowW(const T *x, T *out, int64_t k, float tau, float vth) {
-  const int64_t n = K > 0 ? K : k;
+// One window of n positions along W.
+template <typename T>
+inline void ForwardWindow(const T *x, T *out, int64_t n, float tau, float vth) {
   float o = 0.0f;
+#pragma GCC unroll 8
   for (int64_t j = 0; j < n; ++j) {
     const float u = tau * o + ToFloat(x[j]);
     const bool fire = u > vth;
-    out[j] = FromFloat<T>(fire ? u : vth);
-    o = fire ? 0.0f : u;
+    out[j] = FromFloat<T>(Select(fire, u, vth));
+    o = Select(fire, 0.0f, u);
   }
 }
 
+// `windows` consecutive windows along W starting at x. With the window K fixed at compile time the loop
+// vectorises, each lane one window (its K positions become interleaved loads); K == 0 takes the window from k.
+template <int K, typename T>
+void ForwardWindows(const T *x, T *out, int64_t windows, int64_t k, float tau, float vth) {
+  if constexpr (K > 0) {
+#pragma omp simd
+    for (int64_t i = 0; i < windows; ++i) ForwardWindow(x + i * K, out + i * K, K, tau, vth);
+  } else {
+    for (int64_t i = 0; i < windows; ++i) ForwardWindow(x + i * k, out + i * k, k, tau, vth);
+  }
+}
+
+// W scan of one plane. When the windows tile the rows exactly, the plane is one run of windows (long loops
+// vectorise best); otherwise each row is its windows plus a copied tail.
 template <int K, typename T>
 void ForwardPlaneW(const T *x, T *out, const Geometry &g, float tau, float vth) {
   const int64_t windows = g.cols / g.k;
   const int64_t whole = windows * g.k;
+  if (whole == g.cols) {
+    ForwardWindows<K>(x, out, g.rows * windows, g.k, tau, vth);
+    return;
+  }
   for (int64_t r = 0; r < g.rows; ++r) {
     const T *xr = x + r * g.cols;
     T *yr = out + r * g.cols;
-    for (int64_t i = 0; i < windows; ++i) {
-      ForwardWindowW<K>(xr + i * g.k, yr + i * g.k, g.k, tau, vth);
-    }
+    ForwardWindows<K>(xr, yr, windows, g.k, tau, vth);
     std::memcpy(yr + whole, xr + whole, sizeof(T) * (g.cols - whole));
   }
 }
@@ -234,8 +253,7 @@ bool Forward(const T *x, T *out, const Geometry &g, float tau, float vth) {
         ForwardPlaneH(xp, yp, g, tau, vth, membrane.data());
         continue;
       }
-      // Small windows (the paper uses 4) get a compile-time trip count.
-      switch (g.k) {
+      switch (g.k) {  // the window sizes that vectorise (the paper uses 4)
         case 2: ForwardPlaneW<2>(xp, yp, g, tau, vth); break;
         case 3: ForwardPlaneW<3>(xp, yp, g, tau, vth); break;
         case 4: ForwardPlaneW<4>(xp, yp, g, tau, vth); break;
@@ -253,91 +271,189 @@ struct Sums {
   double dvth = 0.0;
 };
 
-// H scan of one plane. u_rows (k*cols) holds the recomputed potentials of the window, carry (cols) the
-// gradient flowing back through the membrane.
+// Windows per block of the W scan: their float dtau/dvth slots are summed in double after each block.
+constexpr int64_t kLaneBlock = 512;
+
+struct WindowSums {
+  float dtau;
+  float dvth;
+};
+
+// One window of n positions lying `stride` elements apart; `u` has room for n potentials.
 template <typename T>
-Sums BackwardPlaneH(const T *x, const T *dout, T *dx, const Geometry &g, float tau, float vth, float *u_rows,
-                    float *carry) {
-  const int64_t cols = g.cols;
-  const int64_t whole = g.rows / g.k * g.k;
-  Sums sums;
-  for (int64_t start = 0; start < whole; start += g.k) {
-    // Recompute u for the k rows of the window; the membrane of row j is derived from row j-1.
-    for (int64_t j = 0; j < g.k; ++j) {
-      const T *xr = x + (start + j) * cols;
-      float *ur = u_rows + j * cols;
-      const float *prev = j == 0 ? nullptr : u_rows + (j - 1) * cols;
-#pragma omp simd
-      for (int64_t w = 0; w < cols; ++w) {
-        const float o = (prev == nullptr || prev[w] > vth) ? 0.0f : prev[w];
-        ur[w] = tau * o + ToFloat(xr[w]);
-      }
-    }
-    std::fill(carry, carry + cols, 0.0f);
-    for (int64_t j = g.k - 1; j >= 0; --j) {
-      const T *gr = dout + (start + j) * cols;
-      T *dxr = dx + (start + j) * cols;
-      const float *ur = u_rows + j * cols;
-      const float *prev = j == 0 ? nullptr : u_rows + (j - 1) * cols;
-      float row_dtau = 0.0f;
-      float row_dvth = 0.0f;
-#pragma omp simd reduction(+ : row_dtau, row_dvth)
-      for (int64_t w = 0; w < cols; ++w) {
-        const bool fire = ur[w] > vth;
-        const float grad = ToFloat(gr[w]);
-        const float gu = fire ? grad : carry[w] * tau;
-        const float o = (prev == nullptr || prev[w] > vth) ? 0.0f : prev[w];
-        dxr[w] = FromFloat<T>(gu);
-        carry[w] = gu;
-        row_dtau += gu * o;
-        row_dvth += fire ? 0.0f : grad;
-      }
-      sums.dtau += row_dtau;
-      sums.dvth += row_dvth;
-    }
+inline WindowSums BackwardWindow(const T *x, const T *dout, T *dx, int64_t n, int64_t stride, float tau, float vth,
+                                 float *u) {
+  float o = 0.0f;
+#pragma GCC unroll 8
+  for (int64_t j = 0; j < n; ++j) {
+    u[j] = tau * o + ToFloat(x[j * stride]);
+    o = Select(u[j] > vth, 0.0f, u[j]);
   }
-  std::memcpy(dx + whole * cols, dout + whole * cols, sizeof(T) * (g.rows - whole) * cols);
+  WindowSums sums{0.0f, 0.0f};
+  float carry = 0.0f;
+#pragma GCC unroll 8
+  for (int64_t j = n - 1; j >= 0; --j) {
+    const bool fire = u[j] > vth;
+    const float grad = ToFloat(dout[j * stride]);
+    const float gu = Select(fire, grad, carry * tau);
+    const float membrane = j == 0 ? 0.0f : Select(u[j - 1] > vth, 0.0f, u[j - 1]);
+    dx[j * stride] = FromFloat<T>(gu);
+    carry = gu;
+    sums.dtau += gu * membrane;
+    sums.dvth += Select(fire, 0.0f, grad);
+  }
   return sums;
 }
 
-// W scan of one plane; u_window (k floats) holds the recomputed potentials of one window.
-template <typename T>
-Sums BackwardPlaneW(const T *x, const T *dout, T *dx, const Geometry &g, float tau, float vth, float *u_window) {
-  const int64_t k = g.k;
-  const int64_t windows = g.cols / k;
-  const int64_t whole = windows * k;
+// `lanes` windows of the compile-time length K side by side, each lane adding to its own dtau/dvth slot. Along W
+// the windows are consecutive (lane i starts at i*K, positions 1 apart: interleaved loads); along H they are the
+// columns of one window of rows (lane i starts at i, positions `cols` apart: plain vector loads). Both
+// vectorise over the lanes once the K positions are unrolled. Kept out of line: GCC honours `restrict` on the
+// parameters of a real function, and without it would guard the vector loop with (failing) overlap checks.
+template <int K, bool kAlongH, typename T>
+__attribute__((noinline)) void BackwardLanes(const T *__restrict x, const T *__restrict dout, T *__restrict dx, int64_t lanes, int64_t cols,
+                   float tau, float vth, float *__restrict dtau, float *__restrict dvth) {
+  const int64_t lane_step = kAlongH ? 1 : K;
+  const int64_t stride = kAlongH ? cols : 1;
+  for (int64_t i = 0; i < lanes; ++i) {
+    float u[K];
+    const int64_t at = i * lane_step;
+    const WindowSums window = BackwardWindow(x + at, dout + at, dx + at, K, stride, tau, vth, u);
+    dtau[i] += window.dtau;
+    dvth[i] += window.dvth;
+  }
+}
+
+// Per-thread scratch: per-lane dtau/dvth slots (summed in double once per plane or block), the potentials of
+// one window for runtime window lengths, and for the generic H scan the membranes entering each row of a
+// window plus the gradient carried back through them.
+struct Scratch {
+  std::vector<float> dtau, dvth, u, membranes, carry;
+};
+
+Sums DrainLanes(Scratch *s, int64_t lanes) {
   Sums sums;
-  for (int64_t r = 0; r < g.rows; ++r) {
-    const T *xr = x + r * g.cols;
-    const T *gr = dout + r * g.cols;
-    T *dxr = dx + r * g.cols;
-    float row_dtau = 0.0f;
-    float row_dvth = 0.0f;
-    for (int64_t i = 0; i < windows; ++i) {
-      const int64_t base = i * k;
-      float o = 0.0f;
-      for (int64_t j = 0; j < k; ++j) {
-        const float u = tau * o + ToFloat(xr[base + j]);
-        u_window[j] = u;
-        o = u > vth ? 0.0f : u;
-      }
-      float carry = 0.0f;
-      for (int64_t j = k - 1; j >= 0; --j) {
-        const bool fire = u_window[j] > vth;
-        const float grad = ToFloat(gr[base + j]);
-        const float gu = fire ? grad : carry * tau;
-        const float membrane = (j == 0 || u_window[j - 1] > vth) ? 0.0f : u_window[j - 1];
-        dxr[base + j] = FromFloat<T>(gu);
-        carry = gu;
-        row_dtau += gu * membrane;
-        row_dvth += fire ? 0.0f : grad;
+  for (int64_t i = 0; i < lanes; ++i) {
+    sums.dtau += s->dtau[i];
+    sums.dvth += s->dvth[i];
+  }
+  std::fill(s->dtau.begin(), s->dtau.begin() + lanes, 0.0f);
+  std::fill(s->dvth.begin(), s->dvth.begin() + lanes, 0.0f);
+  return sums;
+}
+
+// Generic H scan (runtime window) row by row: recompute the membrane entering each row, then run the
+// reverse recurrence on whole rows.
+template <typename T>
+void NextMembraneRow(const T *__restrict x, const float *__restrict o, float *__restrict next, int64_t cols,
+                     float tau, float vth) {
+  for (int64_t w = 0; w < cols; ++w) {
+    const float u = tau * o[w] + ToFloat(x[w]);
+    next[w] = Select(u > vth, 0.0f, u);
+  }
+}
+
+template <typename T>
+void BackwardRow(const T *__restrict x, const T *__restrict dout, const float *__restrict o, T *__restrict dx,
+                 float *__restrict carry, float *__restrict dtau, float *__restrict dvth, int64_t cols, float tau,
+                 float vth) {
+  for (int64_t w = 0; w < cols; ++w) {
+    const bool fire = tau * o[w] + ToFloat(x[w]) > vth;
+    const float grad = ToFloat(dout[w]);
+    const float gu = Select(fire, grad, carry[w] * tau);
+    dx[w] = FromFloat<T>(gu);
+    carry[w] = gu;
+    dtau[w] += gu * o[w];
+    dvth[w] += Select(fire, 0.0f, grad);
+  }
+}
+
+template <typename T>
+void BackwardWindowRowsH(const T *x, const T *dout, T *dx, const Geometry &g, float tau, float vth, Scratch *s) {
+  const int64_t cols = g.cols;
+  float *membranes = s->membranes.data();
+  std::fill(membranes, membranes + cols, 0.0f);
+  for (int64_t j = 0; j + 1 < g.k; ++j) {
+    NextMembraneRow(x + j * cols, membranes + j * cols, membranes + (j + 1) * cols, cols, tau, vth);
+  }
+  std::fill(s->carry.begin(), s->carry.end(), 0.0f);
+  for (int64_t j = g.k - 1; j >= 0; --j) {
+    const int64_t row = j * cols;
+    BackwardRow(x + row, dout + row, membranes + row, dx + row, s->carry.data(), s->dtau.data(), s->dvth.data(),
+                cols, tau, vth);
+  }
+}
+
+template <int K, typename T>
+Sums BackwardPlaneH(const T *x, const T *dout, T *dx, const Geometry &g, float tau, float vth, Scratch *s) {
+  const int64_t cols = g.cols;
+  const int64_t whole = g.rows / g.k * g.k;
+  for (int64_t start = 0; start < whole; start += g.k) {
+    const int64_t at = start * cols;
+    if constexpr (K > 0) {
+      BackwardLanes<K, true>(x + at, dout + at, dx + at, cols, cols, tau, vth, s->dtau.data(), s->dvth.data());
+    } else {
+      BackwardWindowRowsH(x + at, dout + at, dx + at, g, tau, vth, s);
+    }
+  }
+  std::memcpy(dx + whole * cols, dout + whole * cols, sizeof(T) * (g.rows - whole) * cols);
+  return DrainLanes(s, cols);
+}
+
+// `windows` consecutive windows along W, in blocks of at most kLaneBlock lanes.
+template <int K, typename T>
+void BackwardWindowsW(const T *x, const T *dout, T *dx, int64_t windows, int64_t k, float tau, float vth,
+                      Scratch *s, Sums *sums) {
+  for (int64_t first = 0; first < windows; first += kLaneBlock) {
+    const int64_t lanes = std::min(kLaneBlock, windows - first);
+    const int64_t at = first * k;
+    if constexpr (K > 0) {
+      BackwardLanes<K, false>(x + at, dout + at, dx + at, lanes, 0, tau, vth, s->dtau.data(), s->dvth.data());
+    } else {
+      for (int64_t i = 0; i < lanes; ++i) {
+        const int64_t w = at + i * k;
+        const WindowSums window = BackwardWindow(x + w, dout + w, dx + w, k, 1, tau, vth, s->u.data());
+        s->dtau[i] += window.dtau;
+        s->dvth[i] += window.dvth;
       }
     }
-    std::memcpy(dxr + whole, gr + whole, sizeof(T) * (g.cols - whole));
-    sums.dtau += row_dtau;
-    sums.dvth += row_dvth;
+    const Sums block = DrainLanes(s, lanes);
+    sums->dtau += block.dtau;
+    sums->dvth += block.dvth;
+  }
+}
+
+template <int K, typename T>
+Sums BackwardPlaneW(const T *x, const T *dout, T *dx, const Geometry &g, float tau, float vth, Scratch *s) {
+  const int64_t windows = g.cols / g.k;
+  const int64_t whole = windows * g.k;
+  Sums sums;
+  if (whole == g.cols) {  // the windows tile the plane: one long run
+    BackwardWindowsW<K>(x, dout, dx, g.rows * windows, g.k, tau, vth, s, &sums);
+    return sums;
+  }
+  for (int64_t r = 0; r < g.rows; ++r) {
+    const int64_t offset = r * g.cols;
+    BackwardWindowsW<K>(x + offset, dout + offset, dx + offset, windows, g.k, tau, vth, s, &sums);
+    std::memcpy(dx + offset + whole, dout + offset + whole, sizeof(T) * (g.cols - whole));
   }
   return sums;
+}
+
+template <int K, typename T>
+Sums BackwardPlaneK(const T *x, const T *dout, T *dx, const Geometry &g, float tau, float vth, Scratch *s) {
+  return g.axis == 2 ? BackwardPlaneH<K>(x, dout, dx, g, tau, vth, s) : BackwardPlaneW<K>(x, dout, dx, g, tau, vth, s);
+}
+
+template <typename T>
+Sums BackwardPlane(const T *x, const T *dout, T *dx, const Geometry &g, float tau, float vth, Scratch *s) {
+  switch (g.k) {  // the window sizes that vectorise (as in the forward)
+    case 2: return BackwardPlaneK<2>(x, dout, dx, g, tau, vth, s);
+    case 3: return BackwardPlaneK<3>(x, dout, dx, g, tau, vth, s);
+    case 4: return BackwardPlaneK<4>(x, dout, dx, g, tau, vth, s);
+    case 8: return BackwardPlaneK<8>(x, dout, dx, g, tau, vth, s);
+    default: return BackwardPlaneK<0>(x, dout, dx, g, tau, vth, s);
+  }
 }
 
 template <typename T>
@@ -353,13 +469,18 @@ bool Backward(const T *x, const T *dout, T *dx, float *dtau, float *dvth, const 
   std::vector<Sums> per_plane(g.planes);
   const bool ok = ParallelOverPlanes(g, [&](int64_t begin, int64_t end) {
     const bool along_h = g.axis == 2;
-    std::vector<float> u_buffer(along_h ? g.k * g.cols : g.k);
-    std::vector<float> carry(along_h ? g.cols : 0);
+    Scratch scratch;
+    const int64_t lanes = along_h ? g.cols : kLaneBlock;
+    scratch.dtau.assign(lanes, 0.0f);
+    scratch.dvth.assign(lanes, 0.0f);
+    scratch.u.resize(g.k);
+    if (along_h) {
+      scratch.membranes.resize(g.k * g.cols);
+      scratch.carry.resize(g.cols);
+    }
     for (int64_t p = begin; p < end; ++p) {
       const int64_t offset = p * plane;
-      per_plane[p] = along_h ? BackwardPlaneH(x + offset, dout + offset, dx + offset, g, tau, vth,
-                                              u_buffer.data(), carry.data())
-                             : BackwardPlaneW(x + offset, dout + offset, dx + offset, g, tau, vth, u_buffer.data());
+      per_plane[p] = BackwardPlane(x + offset, dout + offset, dx + offset, g, tau, vth, &scratch);
     }
   });
   Sums total;
