@@ -40,7 +40,9 @@ snn_env_help() {
     local name
     for name in "$@"; do
         case "$name" in
-            OUTPUT_DIR) echo "  OUTPUT_DIR    where checkpoints and logs go (default: <repo>/output/<script>_<time>)" ;;
+            OUTPUT_DIR) echo "  OUTPUT_DIR    where checkpoints and logs go (default: <repo>/output/<config>_<launcher>); launching"
+                echo "                again with the same OUTPUT_DIR continues training from its newest checkpoint;"
+                echo "                each launch logs into its own OUTPUT_DIR/logs/<date>_<time>/" ;;
             DRY_RUN) echo "  DRY_RUN=1     print every rank's command and environment, launch nothing, exit 0" ;;
             PYTHON) echo "  PYTHON        Python interpreter (default: python; msrun always starts 'python' from PATH)" ;;
             MASTER_ADDR) echo "  MASTER_ADDR   address of node 0, the msrun scheduler (default: 127.0.0.1)" ;;
@@ -129,7 +131,7 @@ snn_split_args() {
 }
 
 # Flags whose value the launcher sets itself; a second value would silently split logs from checkpoints.
-SNN_OWNED_FLAGS=(--output_dir --ckpt_save_dir --dataset_path --config_path --device_target --ckpt_path)
+SNN_OWNED_FLAGS=(--output_dir --ckpt_save_dir --dataset_path --data_dir --config_path --device_target)
 
 # snn_set_extra_args ARG...: checks the flags forwarded to the Python script into SNN_EXTRA. The ranks
 # run in another working directory, so a relative path that exists here is made absolute.
@@ -152,17 +154,36 @@ snn_set_extra_args() {
     done
 }
 
-# snn_output_dir RUN_NAME: sets OUTPUT_DIR (absolute). A fresh timestamped folder by default, so a rerun
-# never overwrites an earlier run's logs or checkpoints.
+# snn_output_dir NAME: sets OUTPUT_DIR (absolute; default <repo>/output/NAME) and SNN_LOG_DIR, this
+# launch's own log folder OUTPUT_DIR/logs/<date>_<time>. The folder is stable, not per launch, because
+# launching again into it continues training from its newest checkpoint (train.py's auto-resume); the
+# per-launch log folders keep every earlier launch's logs.
 snn_output_dir() {
     if [[ -n "${OUTPUT_DIR:-}" ]]; then
         OUTPUT_DIR="$(snn_abspath "$OUTPUT_DIR")"
     else
-        OUTPUT_DIR="$SNN_REPO_ROOT/output/${1}_$(date +%Y%m%d_%H%M%S)"
+        OUTPUT_DIR="$SNN_REPO_ROOT/output/$1"
     fi
     if [[ -e "$OUTPUT_DIR" && ! -d "$OUTPUT_DIR" ]]; then
         snn_usage_error "OUTPUT_DIR '$OUTPUT_DIR' exists and is not a directory"
     fi
+    local stamp suffix=0
+    stamp="$(date +%Y%m%d_%H%M%S)"
+    SNN_LOG_DIR="$OUTPUT_DIR/logs/$stamp"
+    snn_is_dry_run && return
+    mkdir -p "$OUTPUT_DIR/logs" || snn_fail "cannot create $OUTPUT_DIR/logs"
+    # mkdir is the atomic claim: two launches in the same second get different folders.
+    until mkdir "$SNN_LOG_DIR" 2> /dev/null; do
+        suffix=$((suffix + 1))
+        SNN_LOG_DIR="$OUTPUT_DIR/logs/${stamp}_$suffix"
+    done
+}
+
+# snn_config_stem PATH: the config file's name without .yaml, for the default OUTPUT_DIR.
+snn_config_stem() {
+    local name
+    name="$(basename "$1")"
+    echo "${name%.y*ml}"
 }
 
 snn_require_command() {
@@ -341,7 +362,7 @@ EOF
 
 # snn_launch_msrun LOCAL_WORKERS BIND_CORES ENV... -- SCRIPT ARG...: run SCRIPT on LOCAL_WORKERS
 # processes of this node with msrun (multi-node via NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT), logs in
-# $OUTPUT_DIR/logs, working directory $OUTPUT_DIR. ENV is exported to every worker. Dry-run prints the
+# $SNN_LOG_DIR, working directory $OUTPUT_DIR. ENV is exported to every worker. Dry-run prints the
 # msrun command and, per rank, the environment msrun gives it.
 snn_launch_msrun() {
     local local_workers="$1" bind_cores="$2"
@@ -362,7 +383,7 @@ snn_launch_msrun() {
     local master_port
     master_port="$(snn_master_port "$nnodes")"
     local worker_num=$((local_workers * nnodes))
-    local log_dir="$OUTPUT_DIR/logs"
+    local log_dir="$SNN_LOG_DIR"
     local msrun_cmd=(msrun "--worker_num=$worker_num" "--local_worker_num=$local_workers"
         "--master_addr=$master_addr" "--master_port=$master_port" "--node_rank=$node_rank"
         "--log_dir=$log_dir" "--join=True" "--cluster_time_out=${CLUSTER_TIME_OUT:-600}"
@@ -383,7 +404,6 @@ snn_launch_msrun() {
         return 0
     fi
     snn_require_command msrun "it comes with MindSpore >= 2.3"
-    mkdir -p "$log_dir"
     snn_info "msrun: $worker_num worker(s) in all, $local_workers on this node (node $node_rank of $nnodes)"
     snn_info "logs: $log_dir/worker_<rank>.log and scheduler.log; console copy: $log_dir/msrun.log"
     (cd "$OUTPUT_DIR" && env "${envs[@]}" "${msrun_cmd[@]}") 2>&1 | tee "$log_dir/msrun.log"
@@ -477,7 +497,7 @@ snn_train_command() {
 # shellcheck disable=SC2120  # the NOTE is optional
 snn_announce_outputs() {
     snn_info "checkpoints: $OUTPUT_DIR${1:+ ($1)}"
-    snn_info "logs: $OUTPUT_DIR/logs"
+    snn_info "logs of this launch: $SNN_LOG_DIR"
 }
 
 # ----------------------------------------------------------------------------------------------------
@@ -498,7 +518,7 @@ snn_standalone_train_main() {
         cat << EOF
 Usage: bash scripts/$script_name DATASET_PATH [CONFIG_PATH] [DEVICE_ID] [-- TRAIN_ARGS...]
 
-Trains SNN-MLP on one $target device; output on the console and in OUTPUT_DIR/logs/train.log.
+Trains SNN-MLP on one $target device; output on the console and in OUTPUT_DIR/logs/<date>_<time>/train.log.
 
 Arguments (an empty string "" takes the default):
   DATASET_PATH  ImageFolder root holding train/ and val/
@@ -518,10 +538,10 @@ EOF
     snn_config_path "$target" "${2:-}"
     snn_device_id_arg "${3:-}"
     snn_check_python
-    snn_output_dir "standalone_train_${target,,}"
+    snn_output_dir "$(snn_config_stem "$CONFIG_PATH")_standalone_${target,,}"
     snn_train_command "$target"
     snn_announce_outputs ""
-    snn_run_single "$OUTPUT_DIR/logs/train.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- "${SNN_TRAIN_CMD[@]}"
+    snn_run_single "$SNN_LOG_DIR/train.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- "${SNN_TRAIN_CMD[@]}"
     local status=$?
     snn_is_dry_run || snn_announce_outputs ""
     return "$status"
@@ -532,12 +552,13 @@ snn_eval_main() {
     local target="$1" script_name
     shift
     script_name="run_eval_${target,,}.sh"
+    SNN_OWNED_FLAGS+=(--ckpt_path)
     usage() {
         cat << EOF
 Usage: bash scripts/$script_name DATASET_PATH CKPT_PATH [CONFIG_PATH] [DEVICE_ID] [-- EVAL_ARGS...]
 
 Evaluates an SNN-MLP checkpoint on the val/ split on one $target device; output on the console and in
-OUTPUT_DIR/logs/eval.log.
+OUTPUT_DIR/logs/<date>_<time>/eval.log.
 
 Arguments (an empty string "" takes the default):
   DATASET_PATH  ImageFolder root holding val/
@@ -566,8 +587,8 @@ EOF
     snn_device_id_arg "${4:-}"
     snn_check_python
     snn_output_dir "eval_${target,,}"
-    snn_info "log: $OUTPUT_DIR/logs/eval.log"
-    snn_run_single "$OUTPUT_DIR/logs/eval.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- \
+    snn_info "log: $SNN_LOG_DIR/eval.log"
+    snn_run_single "$SNN_LOG_DIR/eval.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- \
         "$SNN_PYTHON" "$SNN_REPO_ROOT/eval.py" --dataset_path "$DATASET_PATH" --ckpt_path "$ckpt" \
         "${config_args[@]}" --device_target "$target" "${SNN_EXTRA[@]}"
 }

@@ -16,8 +16,8 @@ Arguments (an empty string "" takes the default):
   DEVICE_NUM       NPUs used on this node, 1..8 (default: 8; with a rank table: its devices for this node)
   RANK_TABLE_FILE  HCCL rank table (JSON, version 1.0). When given, one process per device of this node is
                    started with RANK_TABLE_FILE, RANK_SIZE, RANK_ID and DEVICE_ID set, each in its own
-                   working folder OUTPUT_DIR/rank_<id> with its log OUTPUT_DIR/logs/rank_<id>.log.
-                   Without it, msrun starts the workers (logs OUTPUT_DIR/logs/worker_<id>.log).
+                   working folder OUTPUT_DIR/rank_<id> and its log OUTPUT_DIR/logs/<date>_<time>/rank_<id>.log.
+                   Without it, msrun starts the workers (logs OUTPUT_DIR/logs/<date>_<time>/worker_<id>.log).
   TRAIN_ARGS       extra train.py flags after '--' (existing relative paths are made absolute), e.g. -- --epochs 300 --batch_size 128
 
 Multi-node: msrun: run the same command on every node with NNODES, NODE_RANK and MASTER_ADDR set;
@@ -39,7 +39,7 @@ DEVICE_NUM="${3:-}"
 [[ -z "$DEVICE_NUM" ]] || snn_check_int DEVICE_NUM "$DEVICE_NUM" 1 8
 RANK_TABLE="${4:-}"
 snn_check_python
-snn_output_dir distribute_train_ascend
+snn_output_dir "$(snn_config_stem "$CONFIG_PATH")_distribute_ascend"
 snn_train_command Ascend
 
 if [[ -z "$RANK_TABLE" ]]; then
@@ -65,7 +65,7 @@ for ((i = 0; i < local_devices; i++)); do
     rank=${SNN_RT_RANK_IDS[i]}
     command=("${SNN_TRAIN_CMD[@]}")
     [[ -n "${SNN_CPU_RANGES[i]:-}" ]] && command=(taskset -c "${SNN_CPU_RANGES[i]}" "${command[@]}")
-    snn_start_rank "$rank" "$OUTPUT_DIR/rank_$rank" "$OUTPUT_DIR/logs/rank_$rank.log" \
+    snn_start_rank "$rank" "$OUTPUT_DIR/rank_$rank" "$SNN_LOG_DIR/rank_$rank.log" \
         "RANK_ID=$rank" "DEVICE_ID=${SNN_RT_DEVICE_IDS[i]}" "RANK_SIZE=$SNN_RT_TOTAL" \
         "RANK_TABLE_FILE=$RANK_TABLE" -- "${command[@]}"
 done

@@ -8,7 +8,7 @@ usage() {
 Usage: bash scripts/run_distribute_train_cpu.sh [WORKERS] [TRAIN_ARGS...]
 
 Data-parallel training of SNN-MLP on CPU with WORKERS processes (gradients averaged over all workers,
-dataset sharded by rank, rank 0 alone writes checkpoints). Logs: OUTPUT_DIR/logs/worker_<rank>.log.
+dataset sharded by rank, rank 0 alone writes checkpoints). Logs: OUTPUT_DIR/logs/<date>_<time>/worker_<rank>.log.
 
 Arguments:
   WORKERS     number of worker processes, 1..64 (default: 2)
@@ -41,17 +41,21 @@ snn_check_int WORKERS "$WORKERS" 1 64
 # Here the caller names the data and the config; only the result folder and device are the launcher's.
 SNN_OWNED_FLAGS=(--output_dir --ckpt_save_dir --device_target)
 snn_set_extra_args "$@"
+config_stem=snnmlp_digits # train.py's default config
 for ((i = 0; i < ${#SNN_EXTRA[@]}; i++)); do
-    case "${SNN_EXTRA[i]}" in
-        --dataset_path) snn_check_dataset "${SNN_EXTRA[i + 1]:-}" train val ;;
-        --dataset_path=*) snn_check_dataset "${SNN_EXTRA[i]#*=}" train val ;;
-        --config_path) snn_check_file CONFIG_PATH "${SNN_EXTRA[i + 1]:-}" ;;
-        --config_path=*) snn_check_file CONFIG_PATH "${SNN_EXTRA[i]#*=}" ;;
+    flag="${SNN_EXTRA[i]}" value="${SNN_EXTRA[i + 1]:-}"
+    [[ "$flag" == --*=* ]] && value="${flag#*=}" flag="${flag%%=*}"
+    case "$flag" in
+        --dataset_path | --data_dir) snn_check_dataset "$value" train val ;;
+        --config_path)
+            snn_check_file CONFIG_PATH "$value"
+            config_stem="$(snn_config_stem "$value")"
+            ;;
     esac
 done
 (($(nproc) >= WORKERS)) || snn_warn "$WORKERS workers on $(nproc) CPU(s): they will share cores"
 snn_check_python
-snn_output_dir distribute_train_cpu
+snn_output_dir "${config_stem}_distribute_cpu"
 snn_announce_outputs "rank 0 writes them"
 snn_launch_msrun "$WORKERS" 0 -- "$SNN_REPO_ROOT/train.py" --output_dir "$OUTPUT_DIR" --device_target CPU "${SNN_EXTRA[@]}"
 status=$?

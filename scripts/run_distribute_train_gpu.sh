@@ -14,8 +14,8 @@ Arguments (an empty string "" takes the default):
   CONFIG_PATH   YAML config (default: config/snnmlp_t_imagenet_gpu.yaml, else config/snnmlp_t_imagenet.yaml)
   DEVICE_NUM    GPUs used on this node, 1..8 (default: 8); they are devices 0..DEVICE_NUM-1 of
                 CUDA_VISIBLE_DEVICES
-  LAUNCHER      msrun (default; logs OUTPUT_DIR/logs/worker_<rank>.log) or mpirun (OpenMPI must be
-                installed; logs OUTPUT_DIR/logs/mpirun/1/rank.<rank>/stdout)
+  LAUNCHER      msrun (default; logs OUTPUT_DIR/logs/<date>_<time>/worker_<rank>.log) or mpirun (OpenMPI
+                must be installed; logs OUTPUT_DIR/logs/<date>_<time>/mpirun/1/rank.<rank>/stdout)
   TRAIN_ARGS    extra train.py flags after '--' (existing relative paths are made absolute), e.g. -- --epochs 300 --batch_size 128
 
 Multi-node: msrun: run the same command on every node with NNODES, NODE_RANK and MASTER_ADDR set;
@@ -31,7 +31,7 @@ launch_mpirun() {
     local per_node="$1" nnodes="${NNODES:-1}"
     snn_check_int NNODES "$nnodes" 1 1024
     local world=$((per_node * nnodes))
-    local log_dir="$OUTPUT_DIR/logs"
+    local log_dir="$SNN_LOG_DIR"
     local mpirun_cmd=(mpirun -n "$world" --output-filename "$log_dir/mpirun" --merge-stderr-to-stdout
         -x "RANK_SIZE=$world" -x PATH -x LD_LIBRARY_PATH -x PYTHONPATH)
     ((EUID == 0)) && mpirun_cmd+=(--allow-run-as-root)
@@ -55,7 +55,6 @@ launch_mpirun() {
         return 0
     fi
     snn_require_command mpirun "install OpenMPI, or use the msrun launcher"
-    mkdir -p "$log_dir"
     snn_info "mpirun: $world rank(s) over $nnodes node(s); console copy: $log_dir/mpirun.log"
     (cd "$OUTPUT_DIR" && "${mpirun_cmd[@]}") 2>&1 | tee "$log_dir/mpirun.log"
     local rc=${PIPESTATUS[0]}
@@ -76,7 +75,7 @@ snn_check_int DEVICE_NUM "$DEVICE_NUM" 1 8
 LAUNCHER="${4:-msrun}"
 [[ "$LAUNCHER" == "msrun" || "$LAUNCHER" == "mpirun" ]] || snn_usage_error "LAUNCHER must be msrun or mpirun, got '$LAUNCHER'"
 snn_check_python
-snn_output_dir distribute_train_gpu
+snn_output_dir "$(snn_config_stem "$CONFIG_PATH")_distribute_gpu"
 snn_train_command GPU
 snn_announce_outputs "rank 0 writes them"
 

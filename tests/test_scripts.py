@@ -64,6 +64,21 @@ def parse_plan(stdout):
     return launcher, ranks
 
 
+def launch_log_dir(ranks, out):
+    """The one per-launch log folder OUTPUT_DIR/logs/<date>_<time> that all ranks log into."""
+    folders = {str(Path(r.log).parent) for r in ranks}
+    assert len(folders) == 1, folders
+    folder = folders.pop()
+    assert re.fullmatch(re.escape(f"{out}/logs/") + r"\d{8}_\d{6}", folder), folder
+    return folder
+
+
+def single_log(out, name):
+    """The log `name` of the only launch into `out`."""
+    [log] = Path(out, "logs").glob(f"*/{name}")
+    return log
+
+
 def flag_value(argv, flag):
     return argv[argv.index(flag) + 1]
 
@@ -194,6 +209,8 @@ def bad_cases():
         ("run_eval_ascend.sh", lambda w: [w.data], {}, "DATASET_PATH and CKPT_PATH are required"),
         ("run_eval_gpu.sh", lambda w: [w.data, w.root / "missing.ckpt"], {}, "CKPT_PATH"),
         ("run_eval_gpu.sh", lambda w: [w.data, w.ckpt, "--", "--ckpt_path=x"], {}, "'--ckpt_path' is set"),
+        ("run_standalone_train_gpu.sh", lambda w: [w.data, "", "", "--", "--data_dir", w.data], {},
+         "'--data_dir' is set"),
         ("run_distribute_train_cpu.sh", lambda w: [0], {}, "WORKERS must be an integer in 1..64"),
         ("run_distribute_train_cpu.sh", lambda w: [2, "--dataset_path", w.root / "nope"], {}, "is not a directory"),
         ("run_distribute_train_cpu.sh", lambda w: [2, "--device_target", "GPU"], {}, "'--device_target' is set"),
@@ -236,15 +253,16 @@ def test_ascend_msrun_plan_for_8_devices(work):
     launcher, ranks = parse_plan(result.stdout)
     msrun = shlex.split(launcher.split(" ", 1)[1].partition("  # ")[0])
     assert msrun[0] == "msrun"
-    for option in ("--worker_num=8", "--local_worker_num=8", "--join=True", f"--log_dir={work.out}/logs",
-                   "--node_rank=0"):
+    for option in ("--worker_num=8", "--local_worker_num=8", "--join=True", "--node_rank=0"):
         assert option in msrun
     check_train_argv(["python", *msrun[msrun.index(str(REPO / "train.py")):]], work, "Ascend")
     assert len(ranks) == 8
     assert [r.env["RANK_ID"] for r in ranks] == [str(i) for i in range(8)]
     assert [r.env["DEVICE_ID"] for r in ranks] == [str(i) for i in range(8)]
     assert {r.env["RANK_SIZE"] for r in ranks} == {"8"} == {r.env["MS_WORKER_NUM"] for r in ranks}
-    assert [r.log for r in ranks] == [f"{work.out}/logs/worker_{i}.log" for i in range(8)]
+    logs = launch_log_dir(ranks, work.out)
+    assert [r.log for r in ranks] == [f"{logs}/worker_{i}.log" for i in range(8)]
+    assert f"--log_dir={logs}" in msrun
     for rank in ranks:
         check_train_argv(rank.argv, work, "Ascend")
         assert rank.argv[-2:] == ["--epochs", "3"]
@@ -266,7 +284,8 @@ def test_ascend_rank_table_plan_for_8_devices(work):
     assert {r.env["RANK_TABLE_FILE"] for r in ranks} == {str(work.table8)}
     assert {r.env["RANK_SIZE"] for r in ranks} == {"8"}
     assert {r.cwd for r in ranks} == {f"{work.out}/rank_{i}" for i in range(8)}
-    assert {r.log for r in ranks} == {f"{work.out}/logs/rank_{i}.log" for i in range(8)}
+    logs = launch_log_dir(ranks, work.out)
+    assert {r.log for r in ranks} == {f"{logs}/rank_{i}.log" for i in range(8)}
     shares = [taskset_cpus(r.argv) for r in ranks]
     assert all(len(share) == 24 for share in shares)
     assert set().union(*shares) == set(range(192))  # disjoint: 8 x 24 distinct cores cover all 192
@@ -318,7 +337,8 @@ def test_msrun_multi_node_plan(work):
         assert option in launcher.split()
     assert [r.env["RANK_ID"] for r in ranks] == [str(8 + i) for i in range(8)]
     assert [r.env["DEVICE_ID"] for r in ranks] == [str(i) for i in range(8)]
-    assert [r.log for r in ranks] == [f"{work.out}/logs/worker_{8 + i}.log" for i in range(8)]
+    logs = launch_log_dir(ranks, work.out)
+    assert [r.log for r in ranks] == [f"{logs}/worker_{8 + i}.log" for i in range(8)]
 
 
 @pytest.mark.parametrize("launcher_name", ["msrun", "mpirun"])
@@ -329,6 +349,7 @@ def test_gpu_plan_for_8_devices(work, launcher_name):
     launcher, ranks = parse_plan(result.stdout)
     assert launcher.startswith(launcher_name.upper() + f" {launcher_name} ")
     assert len(ranks) == 8 and len({r.log for r in ranks}) == 8
+    assert all(r.log.startswith(f"{work.out}/logs/") for r in ranks)
     rank_key = "RANK_ID" if launcher_name == "msrun" else "OMPI_COMM_WORLD_RANK"
     assert [r.env[rank_key] for r in ranks] == [str(i) for i in range(8)]
     assert {r.env["RANK_SIZE"] for r in ranks} == {"8"}
@@ -346,7 +367,7 @@ def test_standalone_plan(work, script, target):
     _, ranks = parse_plan(result.stdout)
     assert len(ranks) == 1
     assert ranks[0].env == {"DEVICE_ID": "5"}
-    assert ranks[0].log == f"{work.out}/logs/train.log"
+    assert ranks[0].log == f"{launch_log_dir(ranks, work.out)}/train.log"
     check_train_argv(ranks[0].argv, work, target)
 
 
@@ -384,7 +405,7 @@ def test_works_from_another_directory_with_relative_paths(work, tmp_path_factory
         assert rank.argv[-1] == "--lr=0.1"
 
 
-def test_default_output_dir_is_fresh_and_default_config_is_per_device(tmp_path):
+def test_default_output_dir_and_config(tmp_path):
     # A copy of the launchers in a repository of their own, with both kinds of default config.
     repo = tmp_path / "repo"
     shutil.copytree(SCRIPTS, repo / "scripts", ignore=shutil.ignore_patterns("*.py"))
@@ -401,8 +422,9 @@ def test_default_output_dir_is_fresh_and_default_config_is_per_device(tmp_path):
     ascend, gpu = plans["run_standalone_train_ascend.sh"], plans["run_standalone_train_gpu.sh"]
     assert flag_value(ascend.argv, "--config_path") == str(repo / "config" / "snnmlp_t_imagenet_ascend.yaml")
     assert flag_value(gpu.argv, "--config_path") == str(repo / "config" / "snnmlp_t_imagenet.yaml")
-    assert re.fullmatch(re.escape(str(repo / "output" / "standalone_train_ascend_")) + r"\d{8}_\d{6}",
-                        flag_value(ascend.argv, "--output_dir"))
+    # A stable folder per config and launcher, so launching again resumes training there.
+    assert flag_value(ascend.argv, "--output_dir") == str(repo / "output" / "snnmlp_t_imagenet_ascend_standalone_ascend")
+    assert flag_value(gpu.argv, "--output_dir") == str(repo / "output" / "snnmlp_t_imagenet_standalone_gpu")
     (repo / "config" / "snnmlp_t_imagenet.yaml").unlink()
     missing = run(None, tmp_path / "data", script_path=repo / "scripts" / "run_standalone_train_gpu.sh",
                   env={"DRY_RUN": "1"})
@@ -455,7 +477,7 @@ def test_rank_table_launch_runs_every_rank_in_its_folder_bound_to_its_cores(work
         assert record["env"]["RANK_SIZE"] == "2" and record["env"]["RANK_TABLE_FILE"] == str(work.table2)
         assert record["cpus"] == [int(rank)]
         assert record["argv"][0] == str(REPO / "train.py")
-        log = (work.out / "logs" / f"rank_{rank}.log").read_text()
+        log = single_log(work.out, f"rank_{rank}.log").read_text()
         assert f"stand-in training, rank {rank}" in log
     assert "stand-in training, rank 0" in result.stdout  # rank 0's log is shown on the console
     assert f"checkpoints: {work.out}" in result.stdout
@@ -470,7 +492,7 @@ def test_a_failing_rank_stops_the_others_and_fails_the_launch(work, fake_python)
     assert time.monotonic() - start < 30  # rank 0 was stopped, not waited for
     assert result.returncode == 1
     assert "rank 1 exited with status 3" in result.stderr
-    assert "stand-in failure" in (work.out / "logs" / "rank_1.log").read_text()
+    assert "stand-in failure" in single_log(work.out, "rank_1.log").read_text()
     rank0_pid = load()["0"]["pid"]
     with pytest.raises(ProcessLookupError):
         os.kill(rank0_pid, 0)
@@ -486,7 +508,7 @@ def test_standalone_launch_drops_stale_launcher_variables(work, fake_python):
     assert record["env"]["DEVICE_ID"] == "1"
     assert not set(stale) & set(record["env"])  # else train.py would call init() for a lone process
     assert record["cwd"] == str(work.out)
-    assert "stand-in training" in (work.out / "logs" / "train.log").read_text()
+    assert "stand-in training" in single_log(work.out, "train.log").read_text()
     assert "stand-in training" in result.stdout
 
 
@@ -498,4 +520,15 @@ def test_eval_launch_reports_failure(work, fake_python):
     record = load()["single"]
     assert record["argv"][:5] == [str(REPO / "eval.py"), "--dataset_path", str(work.data), "--ckpt_path",
                                   str(work.ckpt)]
-    assert "stand-in failure" in (work.out / "logs" / "eval.log").read_text()
+    assert "stand-in failure" in single_log(work.out, "eval.log").read_text()
+
+
+def test_launching_again_keeps_earlier_logs(work, fake_python):
+    env, _ = fake_python
+    for _ in range(2):
+        result = run("run_standalone_train_ascend.sh", work.data, work.config, "", "--", "--ckpt_path", work.ckpt,
+                     env={**env, "OUTPUT_DIR": work.out})
+        assert result.returncode == 0, result.stderr
+    logs = sorted(work.out.glob("logs/*/train.log"))
+    assert len(logs) == 2  # same second or not, each launch has its own folder
+    assert all("stand-in training" in log.read_text() for log in logs)
