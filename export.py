@@ -87,7 +87,8 @@ def resolve_model(args):
         raise ExportError(f"--batch_size must be positive, got {args.batch_size}")
     if image_size < 32 or image_size % 32:
         raise ExportError(f"image_size must be a positive multiple of 32, got {image_size}")
-    kwargs = {key: config[key] for key in ARCH_KEYS if key in config}
+    # Null architecture keys (embed_dim/depths of a preset variant) mean "the variant's own".
+    kwargs = {key: config[key] for key in ARCH_KEYS if config.get(key) is not None}
     if "depths" in kwargs:
         kwargs["depths"] = tuple(kwargs["depths"])
     kwargs.update(num_classes=num_classes, image_size=image_size, lif_backend="primitive")

@@ -10,6 +10,7 @@ from mindspore import nn
 
 import export as export_cli  # by its module name: MindSpore's graph parser re-imports the Cells it compiles
 from src.checkpoint import read_sidecar, save_checkpoint_atomic, sha256_file
+from src.config import load_config, save_config
 from src.snn_mlp import create_model
 
 ARCH = dict(embed_dim=16, depths=[1, 1, 2, 1], lif=4)
@@ -30,8 +31,11 @@ def trained(tmp_path_factory):
         param.set_data(ms.Tensor(param.asnumpy() + rng.normal(0, 0.05, param.shape).astype(np.float32)))
     net.set_train(False)
     save_checkpoint_atomic(net, directory / "best.ckpt")
-    config = dict(model="snnmlp", num_classes=NUM_CLASSES, image_size=32, batch_size=64, lr=0.001, **ARCH)
-    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    # config.yaml exactly as training writes it (every key, LIF back-end "auto" included).
+    overrides = dict(model="snnmlp", num_classes=NUM_CLASSES, image_size=32, lif_backend="auto", **ARCH)
+    argv = [item for key, value in overrides.items()
+            for item in (f"--{key}", ",".join(map(str, value)) if isinstance(value, list) else str(value))]
+    save_config(load_config(argv), directory / "config.yaml")
     x = rng.randn(2, 3, 32, 32).astype(np.float32)
     return directory, x, net(ms.Tensor(x)).asnumpy()
 
@@ -82,7 +86,8 @@ def test_without_config_the_flags_decide(tmp_path, capsys):
     assert export("--ckpt_path", tmp_path / "alone.ckpt", "--file_name", tmp_path / "m") == 1
     assert "does not fit the network" in capsys.readouterr().err
     config = tmp_path / "arch.yaml"
-    config.write_text(yaml.safe_dump(dict(model="snnmlp", **ARCH)))
+    # A hand-written config: only some keys, nulls meaning "not set".
+    config.write_text(yaml.safe_dump(dict(model="snnmlp", patch_size=None, **ARCH)))
     assert export("--ckpt_path", tmp_path / "alone.ckpt", "--config_path", config, "--num_classes", 3,
                   "--image_size", 64, "--file_name", tmp_path / "m") == 0
     assert "num_classes=3, image_size=64" in capsys.readouterr().out
