@@ -2,17 +2,18 @@
 
 The architecture follows the PyTorch original (huawei-noah/Efficient-AI-Backbones, snnmlp_pytorch) layer
 by layer; parameter names follow the official MindSpore Hub checkpoint of the r1.9 model zoo, whose
-stages are called ``0.…`` and ``0.blocks.k.…`` (see ``official_param_name``).
+stages are called ``0.…`` and ``0.blocks.k.…`` (see ``src.checkpoint.to_official_name``).
 """
 import numpy as np
 
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Constant, TruncatedNormal
 
+from src.checkpoint import to_official_name
 from src.lif import LIFScan
 
 __all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "MODEL_ARCHS",
-           "count_params", "official_param_name"]
+           "count_params"]
 
 # Architecture of each released variant; training-recipe values (drop path etc.) live in config/.
 MODEL_ARCHS = {
@@ -23,20 +24,6 @@ MODEL_ARCHS = {
 MODEL_ALIASES = {"snn_mlp": "snnmlp_t"}
 # The network downsamples by the patch (4) and three 2x2 merges.
 INPUT_MULTIPLE = 32
-
-
-def official_param_name(structural_name):
-    """Map the name a parameter gets from the Cell tree (``layers.k.…``) to the official checkpoint name.
-
-    The r1.9 code appended its stages to an empty ``nn.CellList``; MindSpore then guessed the prefix of
-    every later stage from the first stage's first parameter, giving ``0.…`` for stage 0 and
-    ``0.blocks.k.…`` for stage k > 0. The released checkpoint carries those names, so we reproduce them
-    deterministically instead of depending on that guess.
-    """
-    if not structural_name.startswith("layers."):
-        return structural_name
-    stage, rest = structural_name[len("layers."):].split(".", 1)
-    return f"0.{rest}" if stage == "0" else f"0.blocks.{stage}.{rest}"
 
 
 def gelu():
@@ -241,8 +228,10 @@ class SNNMLP(nn.Cell):
         self.norm = group_norm(self.num_features)
         self.head = nn.Dense(self.num_features, num_classes,
                              weight_init=TruncatedNormal(0.02), bias_init=Constant(0))
+        # The released checkpoints name the stages as the r1.9 code's CellList.append guessed them
+        # (``0.…``, ``0.blocks.k.…``); set those names explicitly so they never depend on that guess.
         for name, param in self.parameters_and_names():
-            param.name = official_param_name(name)
+            param.name = to_official_name(name)
 
     def check_input(self, x):
         """Raise a ValueError naming the rule for inputs the network cannot take."""

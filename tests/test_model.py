@@ -10,7 +10,8 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from src.snn_mlp import SNNMLP, count_params, create_model, official_param_name, snnmlp_t
+from src.convert import to_mindspore_names
+from src.snn_mlp import SNNMLP, count_params, create_model, snnmlp_t
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 SMALL = dict(num_classes=10, embed_dim=16, depths=(1, 1, 2, 1), lif=4)
@@ -49,12 +50,6 @@ def test_layout_in_fresh_process():
     assert out == [n for n, _ in reference_layout("snnmlp_t")]
 
 
-def test_official_names_mapping():
-    assert official_param_name("layers.0.blocks.1.norm1.gamma") == "0.blocks.1.norm1.gamma"
-    assert official_param_name("layers.2.downsample.norm.beta") == "0.blocks.2.downsample.norm.beta"
-    assert official_param_name("head.weight") == "head.weight"
-
-
 def test_flops_as_the_paper_counts():
     assert round(snnmlp_t().flops(224) / 1e9, 1) == 4.4
     assert round(create_model("snnmlp_s").flops(224) / 1e9, 1) == 8.5
@@ -75,15 +70,9 @@ def test_input_size_rule(shape):
         net(Tensor(np.zeros(shape, np.float32)))
 
 
-def torch_to_official(name):
-    name = re.sub(r"(norm\d*)\.weight$", r"\1.gamma", name)
-    name = re.sub(r"(norm\d*)\.bias$", r"\1.beta", name)
-    return official_param_name(name)
-
-
 def copy_torch_weights(torch_net, net):
     params = {p.name: p for p in net.get_parameters()}
-    state = {torch_to_official(k): v.detach().numpy() for k, v in torch_net.state_dict().items()}
+    state = to_mindspore_names({k: v.detach().numpy() for k, v in torch_net.state_dict().items()})
     assert set(state) == set(params)
     for name, value in state.items():
         params[name].set_data(Tensor(value))
