@@ -1,0 +1,123 @@
+"""Fused CPU kernels for the layers MindSpore's CPU back-end runs slowly, as drop-in Cells.
+
+On float32 NCHW tensors MindSpore 2.10 CPU takes several times PyTorch's time for GroupNorm, exact GELU and the
+depthwise 3x3 convolution (docs/PERFORMANCE.md has the figures). These Cells subclass the MindSpore layers they
+replace, so their parameters (names, shapes, initialisers) are those layers' own, and run the aot kernels of
+``kernels/fast_ops_cpu.cc`` (forward and backward) when
+
+* the device target is CPU (GPU and Ascend keep MindSpore's operators),
+* the environment variable ``SNNMLP_FAST_OPS`` is not ``0`` (read when a Cell is built), and
+* the library can be built (else a warning, once, and MindSpore's operators).
+
+Inputs other than float32 (e.g. float16 under mixed precision) take MindSpore's operators too. The choice is
+logged once per process (logger ``snn_mlp``).
+"""
+import functools
+import logging
+import os
+
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+from mindspore import dtype as mstype
+
+from src.fast_ops.custom import make_cpu_kernels
+from src.lif.custom import KernelBuildError
+
+__all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "fast_ops_status", "cpu_kernels"]
+
+ENV_SWITCH = "SNNMLP_FAST_OPS"
+_OFF_VALUES = ("0", "false", "off", "no")
+_ON_VALUES = ("", "1", "true", "on", "yes")
+
+logger = logging.getLogger("snn_mlp")
+_logged = set()
+
+
+def _log_once(level, message):
+    if message not in _logged:
+        _logged.add(message)
+        logger.log(level, message)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_kernels():
+    """The kernels, built once per process; None (with the reason logged) when they cannot be had."""
+    try:
+        return make_cpu_kernels()
+    except KernelBuildError as err:
+        _log_once(logging.WARNING, f"fast CPU ops unavailable, using MindSpore's operators: {err}")
+        return None
+
+
+def fast_ops_status():
+    """``(on, reason)``: whether Cells built now use the fused kernels, and why (for logs and the benchmark)."""
+    switch = os.environ.get(ENV_SWITCH, "").strip().lower()
+    if switch in _OFF_VALUES:
+        return False, f"{ENV_SWITCH}={switch}"
+    if switch not in _ON_VALUES:
+        raise ValueError(f"{ENV_SWITCH} must be 0 (off) or 1 (on where possible), got {switch!r}")
+    target = ms.get_context("device_target")
+    if target != "CPU":
+        return False, f"device target {target} (the fused kernels are CPU-only)"
+    if _build_kernels() is None:
+        return False, "the kernel library could not be built (see the warning above)"
+    return True, "CPU aot kernels"
+
+
+def cpu_kernels():
+    """The ``CpuKernels`` Cells built now should use, or None (see ``fast_ops_status``)."""
+    on, reason = fast_ops_status()
+    _log_once(logging.INFO, f"fast CPU ops: {'on' if on else 'off'} ({reason})")
+    return _build_kernels() if on else None
+
+
+class FastGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm(1, num_channels, eps)`` (parameters ``gamma``, ``beta``), fused on CPU for float32 NCHW."""
+
+    def __init__(self, num_channels, eps=1e-5):
+        super().__init__(1, num_channels, eps=eps)
+        kernels = cpu_kernels()
+        self.use_kernel = kernels is not None
+        self.kernel = kernels.group_norm if kernels else None
+        self.eps_tensor = Tensor([eps], mstype.float32)
+
+    def construct(self, x):
+        if self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.gamma.dtype == mstype.float32:
+            y, _, _ = self.kernel(x, self.gamma, self.beta, self.eps_tensor)
+            return y
+        return ops.group_norm(x, 1, self.gamma.to(x.dtype), self.beta.to(x.dtype), self.eps)
+
+
+class FastGELU(nn.GELU):
+    """The exact (erf) GELU, ``nn.GELU(approximate=False)``, fused on CPU for float32."""
+
+    def __init__(self):
+        super().__init__(approximate=False)
+        kernels = cpu_kernels()
+        self.use_kernel = kernels is not None
+        self.kernel = kernels.gelu if kernels else None
+
+    def construct(self, x):
+        if self.use_kernel and x.dtype == mstype.float32:
+            return self.kernel(x)
+        return ops.gelu(x, approximate="none")
+
+
+class FastDepthwiseConv3x3(nn.Conv2d):
+    """Depthwise 3x3 convolution, stride 1, zero padding 1: ``nn.Conv2d(channels, channels, 3, pad_mode="pad",
+    padding=1, group=channels, has_bias=has_bias)`` (parameters ``weight`` (C, 1, 3, 3), ``bias`` (C,)), fused on
+    CPU for float32."""
+
+    def __init__(self, channels, has_bias=True):
+        super().__init__(channels, channels, 3, pad_mode="pad", padding=1, group=channels, has_bias=has_bias)
+        kernels = cpu_kernels()
+        self.use_kernel = kernels is not None
+        self.kernel = kernels.depthwise_conv3x3 if kernels else None
+        # Without a bias the kernel adds zeros (their gradient is dropped).
+        self.zero_bias = Tensor(ops.zeros((channels,), mstype.float32))
+
+    def construct(self, x):
+        if self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32:
+            bias = self.bias if self.has_bias else self.zero_bias
+            return self.kernel(x, self.weight, bias)
+        return super().construct(x)

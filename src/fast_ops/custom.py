@@ -1,0 +1,93 @@
+"""The fused CPU kernels of ``kernels/fast_ops_cpu.cc`` as ``ops.Custom(func_type="aot")`` operators.
+
+The library is built and cached by the machinery of the LIF kernels (``src.lif.custom.build_library``): g++ on
+first use, a per-user cache keyed on the source, the flags and the CPU, a file lock against concurrent builds.
+Every forward operator carries a ``bprop`` that calls its backward operator, so MindSpore's autodiff (GRAPH and
+PYNATIVE) uses the fused backward kernels. Output shapes come from the ``...InferShape`` functions of the
+library (dynamic dimensions pass through).
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+from mindspore import ops
+from mindspore.ops import CustomRegOp, DataType
+
+from src.lif.custom import CPU_RECIPE, KernelRecipe, build_library
+
+__all__ = ["FAST_OPS_RECIPE", "CpuKernels", "make_cpu_kernels"]
+
+FAST_OPS_RECIPE = KernelRecipe(
+    name="fast_ops_cpu",
+    source="fast_ops_cpu.cc",
+    headers=(),
+    compiler="g++",
+    # The flags of the LIF kernel: -march=native vectorises for this CPU (and keys the cache on it).
+    flags=CPU_RECIPE.flags,
+    cpu_specific=True,
+    directory=Path(__file__).resolve().parent / "kernels",
+)
+
+
+def _reg_info(op_name, inputs, outputs):
+    reg = CustomRegOp(op_name)
+    for index, name in enumerate(inputs):
+        reg = reg.input(index, name)
+    for index, name in enumerate(outputs):
+        reg = reg.output(index, name)
+    reg = reg.dtype_format(*([DataType.None_None] * (len(inputs) + len(outputs))))
+    return reg.target("CPU").get_op_info()
+
+
+def _custom(library, symbol, inputs, outputs, bprop=None):
+    """One aot operator of the library; every output is float32 like the first input."""
+    def out_dtype(*input_dtypes):
+        return input_dtypes[0] if len(outputs) == 1 else tuple([input_dtypes[0]] * len(outputs))
+
+    return ops.Custom(f"{library}:{symbol}", out_shape=None, out_dtype=out_dtype, func_type="aot", bprop=bprop,
+                      reg_info=_reg_info(f"snnmlp_{symbol}", inputs, outputs))
+
+
+@dataclass(frozen=True)
+class CpuKernels:
+    """The forward operators (each differentiable through its fused backward).
+
+    * ``group_norm(x, gamma, beta, eps) -> (y, mean, rstd)``: GroupNorm with one group over (C, H, W) of an
+      NCHW float32 tensor; ``eps`` a (1,) tensor; ``mean``/``rstd`` (N,) are kept for the backward.
+    * ``gelu(x) -> y``: exact (erf) GELU of a float32 tensor of any shape.
+    * ``depthwise_conv3x3(x, weight, bias) -> y``: depthwise 3x3 convolution, stride 1, zero padding 1,
+      ``weight`` (C, 1, 3, 3), ``bias`` (C,).
+    """
+    group_norm: ops.Custom
+    gelu: ops.Custom
+    depthwise_conv3x3: ops.Custom
+
+
+def make_cpu_kernels():
+    """Build (or find in the cache) the library and wrap its kernels; ``KernelBuildError`` when impossible."""
+    library = build_library(FAST_OPS_RECIPE)
+
+    norm_backward = _custom(library, "GroupNorm1Backward", ("x", "gamma", "mean", "rstd", "dy"),
+                            ("dx", "dgamma", "dbeta"))
+
+    def norm_bprop(x, gamma, beta, eps, out, dout):
+        _, mean, rstd = out
+        dx, dgamma, dbeta = norm_backward(x, gamma, mean, rstd, dout[0])
+        return dx, dgamma, dbeta, ops.zeros_like(eps)
+
+    gelu_backward = _custom(library, "GeluBackward", ("x", "dy"), ("dx",))
+
+    def gelu_bprop(x, out, dout):
+        return (gelu_backward(x, dout),)
+
+    conv_backward = _custom(library, "DepthwiseConv3x3Backward", ("x", "weight", "dy"), ("dx", "dweight", "dbias"))
+
+    def conv_bprop(x, weight, bias, out, dout):
+        dx, dweight, dbias = conv_backward(x, weight, dout)
+        return dx, dweight, dbias
+
+    return CpuKernels(
+        group_norm=_custom(library, "GroupNorm1Forward", ("x", "gamma", "beta", "eps"), ("y", "mean", "rstd"),
+                           norm_bprop),
+        gelu=_custom(library, "GeluForward", ("x",), ("y",), gelu_bprop),
+        depthwise_conv3x3=_custom(library, "DepthwiseConv3x3Forward", ("x", "weight", "bias"), ("y",), conv_bprop),
+    )

@@ -1,0 +1,569 @@
+// Fused float32 CPU kernels for MindSpore ops.Custom(func_type="aot"): the layers of SNN-MLP that MindSpore's
+// CPU back-end runs slowly (GroupNorm with one group, exact GELU, depthwise 3x3 convolution), forward and
+// backward. src/fast_ops/__init__.py wraps them as Cells; tests/test_fast_ops.py checks them against numpy.
+//
+//   GroupNorm1Forward:   x (N,C,H,W), gamma (C,), beta (C,), eps (1,)  -> y like x, mean (N,), rstd (N,)
+//   GroupNorm1Backward:  x, gamma, mean, rstd, dy                      -> dx, dgamma (C,), dbeta (C,)
+//   GeluForward:         x (any shape)                                 -> y = x * Phi(x)
+//   GeluBackward:        x, dy                                         -> dx = dy * (Phi(x) + x * phi(x))
+//   DepthwiseConv3x3Forward:  x (N,C,H,W), weight (C,1,3,3), bias (C,) -> y (N,C,H,W)   (stride 1, padding 1)
+//   DepthwiseConv3x3Backward: x, weight, dy                            -> dx, dweight (C,1,3,3), dbias (C,)
+//
+// Work is split over the N*C planes (or, for GELU, over equal chunks) across std::threads; SNNMLP_NUM_THREADS
+// caps the count (default: all hardware threads), as for the LIF kernel. Inner loops run along the contiguous W
+// axis and are written so that the compiler vectorises them (-O3 -march=native -fopenmp-simd). Reductions are
+// per plane (float vector lanes, then double) and the plane sums are added in a fixed order, so results do not
+// depend on the thread count.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+class AotExtra;  // MindSpore's attribute interface; these kernels take no attributes.
+
+namespace {
+
+// ---------------------------------------------------------------- threading
+
+int ThreadCount(int64_t tasks, int64_t elements) {
+  constexpr int64_t kMinElementsPerThread = 1 << 15;  // below this a thread start costs more than it saves
+  int64_t wanted = static_cast<int64_t>(std::thread::hardware_concurrency());
+  if (const char *env = std::getenv("SNNMLP_NUM_THREADS")) {
+    const long requested = std::strtol(env, nullptr, 10);
+    if (requested > 0) wanted = requested;
+  }
+  wanted = std::min({wanted, tasks, std::max<int64_t>(1, elements / kMinElementsPerThread)});
+  return static_cast<int>(std::max<int64_t>(1, wanted));
+}
+
+// Runs body(begin, end) over contiguous chunks of [0, tasks); false if any chunk threw.
+template <typename Body>
+bool ParallelFor(int64_t tasks, int64_t elements, Body body) {
+  const int threads = ThreadCount(tasks, elements);
+  std::atomic<bool> failed{false};
+  auto run = [&](int64_t begin, int64_t end) {
+    try {
+      body(begin, end);
+    } catch (const std::exception &e) {
+      std::fprintf(stderr, "snn_mlp fast op: %s\n", e.what());
+      failed = true;
+    }
+  };
+  const int64_t chunk = (tasks + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) {
+    const int64_t begin = std::min(tasks, t * chunk);
+    const int64_t end = std::min(tasks, begin + chunk);
+    if (begin < end) pool.emplace_back(run, begin, end);
+  }
+  run(0, std::min(tasks, chunk));
+  for (auto &worker : pool) worker.join();
+  return !failed;
+}
+
+// ---------------------------------------------------------------- vectorisable math
+
+inline float BitsFloat(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+inline uint32_t FloatBits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+}
+
+// condition ? if_true : if_false as bit masks: GCC will not vectorise a loop with float ?: or std::min/max
+// (their NaN rules make them control flow), but it does vectorise this.
+inline float Select(bool condition, float if_true, float if_false) {
+  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
+  return BitsFloat((FloatBits(if_true) & mask) | (FloatBits(if_false) & ~mask));
+}
+
+// exp(a) to about 1 ulp, branch-free so loops over it vectorise: a = n*ln2 + r with |r| <= ln2/2, exp(r) by its
+// degree-7 Taylor polynomial (truncation below 1e-8), 2^n by building the exponent bits. Arguments below the
+// float range give 0, above it +inf.
+inline float Exp(float a) {
+  constexpr float kLowest = -87.33654f, kHighest = 88.3762626f;  // exp of them: smallest normal, ~FLT_MAX
+  const float clamped = Select(a < kLowest, kLowest, Select(a > kHighest, kHighest, a));
+  // Round to the nearest integer with the 1.5*2^23 trick (valid for |x| < 2^22), which vectorises.
+  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (clamped - n * 0.693145751953125f) - n * 1.428606765330187e-06f;  // ln2 split hi + lo
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  // n may reach 128 at the top of the range: scale in two halves so 2^n never leaves the exponent range.
+  const int32_t whole = static_cast<int32_t>(n);
+  const int32_t half = whole >> 1;
+  const float scale_a = BitsFloat(static_cast<uint32_t>(half + 127) << 23);
+  const float scale_b = BitsFloat(static_cast<uint32_t>(whole - half + 127) << 23);
+  const float result = p * scale_a * scale_b;
+  return Select(a < kLowest, 0.0f, Select(a > kHighest, INFINITY, result));
+}
+
+// The standard normal CDF Phi(x) = erfc(-x / sqrt 2) / 2. erfc(z), z >= 0, by the Chebyshev fit of Numerical
+// Recipes (erfcc): t*exp(-z^2 + P(t)), t = 1/(1 + z/2), with relative error below 1.2e-7 for every z, so the
+// tail of Phi for negative x (where GELU's output lives) keeps its relative precision. z^2 = x^2/2 is formed
+// with its rounding error (FMA) because the exponent amplifies it.
+inline float NormalCdf(float x) {
+  const float z = std::fabs(x) * 0.70710678118654752f;
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  float p = 0.17087277f;
+  p = p * t - 0.82215223f;
+  p = p * t + 1.48851587f;
+  p = p * t - 1.13520398f;
+  p = p * t + 0.27886807f;
+  p = p * t - 0.18628806f;
+  p = p * t + 0.09678418f;
+  p = p * t + 0.37409196f;
+  p = p * t + 1.00002368f;
+  p = p * t - 1.26551223f;
+  const float half_x = 0.5f * x;
+  const float z2 = half_x * x;  // exact halving: x*x/2 with one rounding
+#ifdef __FMA__
+  // (inf*inf - inf is NaN: the infinite x, where erfc is 0 anyway, take no correction.)
+  const float z2_error = Select(z2 < INFINITY, std::fma(half_x, x, -z2), 0.0f);
+#else
+  const float z2_error = 0.0f;
+#endif
+  const float half_erfc = 0.5f * t * Exp((p - z2) - z2_error);
+  return Select(x < 0.0f, half_erfc, 1.0f - half_erfc);
+}
+
+// phi(x) = exp(-x^2/2) / sqrt(2 pi)
+inline float NormalPdf(float x) { return 0.398942280401432678f * Exp(-0.5f * x * x); }
+
+// ---------------------------------------------------------------- GELU
+
+bool GeluForwardImpl(const float *x, float *y, int64_t count) {
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  return ParallelFor(chunks, count, [&](int64_t begin, int64_t end) {
+    const int64_t stop = std::min(count, end * kChunk);
+#pragma omp simd
+    for (int64_t i = begin * kChunk; i < stop; ++i) y[i] = x[i] * NormalCdf(x[i]);
+  });
+}
+
+bool GeluBackwardImpl(const float *x, const float *dy, float *dx, int64_t count) {
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  return ParallelFor(chunks, count, [&](int64_t begin, int64_t end) {
+    const int64_t stop = std::min(count, end * kChunk);
+#pragma omp simd
+    for (int64_t i = begin * kChunk; i < stop; ++i) dx[i] = dy[i] * (NormalCdf(x[i]) + x[i] * NormalPdf(x[i]));
+  });
+}
+
+// ---------------------------------------------------------------- GroupNorm with one group
+
+// Sum and sum of squared deviations of one plane, two-pass in float lanes (the plane sits in cache), in double.
+struct Moments {
+  double mean = 0.0;
+  double m2 = 0.0;  // sum of squared deviations from mean
+  int64_t count = 0;
+};
+
+Moments PlaneMoments(const float *x, int64_t count) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < count; ++i) sum += x[i];
+  const float mean = sum / static_cast<float>(count);
+  float m2 = 0.0f, shift = 0.0f;  // shift corrects the float rounding of the mean (second-order term)
+#pragma omp simd reduction(+ : m2, shift)
+  for (int64_t i = 0; i < count; ++i) {
+    const float d = x[i] - mean;
+    m2 += d * d;
+    shift += d;
+  }
+  Moments m;
+  m.count = count;
+  m.mean = static_cast<double>(mean) + static_cast<double>(shift) / static_cast<double>(count);
+  m.m2 = static_cast<double>(m2) - static_cast<double>(shift) * static_cast<double>(shift) / count;
+  return m;
+}
+
+// Chan et al.'s pairwise combination of moments.
+void Merge(Moments *into, const Moments &other) {
+  const int64_t count = into->count + other.count;
+  const double delta = other.mean - into->mean;
+  into->mean += delta * static_cast<double>(other.count) / static_cast<double>(count);
+  into->m2 += other.m2 + delta * delta * static_cast<double>(into->count) * static_cast<double>(other.count) /
+                             static_cast<double>(count);
+  into->count = count;
+}
+
+struct Nchw {
+  int64_t n, c, h, w;
+  int64_t Planes() const { return n * c; }
+  int64_t Plane() const { return h * w; }
+  int64_t Size() const { return n * c * h * w; }
+};
+
+bool GroupNorm1ForwardImpl(const float *x, const float *gamma, const float *beta, float eps, float *y, float *mean_out,
+                       float *rstd_out, const Nchw &s) {
+  const int64_t plane = s.Plane();
+  std::vector<Moments> moments(s.Planes());
+  bool ok = ParallelFor(s.Planes(), s.Size(), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) moments[p] = PlaneMoments(x + p * plane, plane);
+  });
+  std::vector<float> mean(s.n), rstd(s.n);
+  for (int64_t n = 0; n < s.n; ++n) {
+    Moments total = moments[n * s.c];
+    for (int64_t c = 1; c < s.c; ++c) Merge(&total, moments[n * s.c + c]);
+    const double variance = std::max(0.0, total.m2 / static_cast<double>(total.count));  // biased, as torch
+    mean[n] = static_cast<float>(total.mean);
+    rstd[n] = static_cast<float>(1.0 / std::sqrt(variance + static_cast<double>(eps)));
+    mean_out[n] = mean[n];
+    rstd_out[n] = rstd[n];
+  }
+  ok = ParallelFor(s.Planes(), s.Size(), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / s.c, c = p % s.c;
+      const float scale = rstd[n] * gamma[c];
+      const float shift = beta[c] - mean[n] * scale;
+      const float *xp = x + p * plane;
+      float *yp = y + p * plane;
+#pragma omp simd
+      for (int64_t i = 0; i < plane; ++i) yp[i] = xp[i] * scale + shift;
+    }
+  }) && ok;
+  return ok;
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = gamma * dy and the means over the sample;
+// dgamma = sum dy * xhat, dbeta = sum dy over N, H, W.
+bool GroupNorm1BackwardImpl(const float *x, const float *gamma, const float *mean, const float *rstd, const float *dy,
+                        float *dx, float *dgamma, float *dbeta, const Nchw &s) {
+  const int64_t plane = s.Plane();
+  std::vector<double> sum_dy(s.Planes()), sum_dy_xhat(s.Planes());
+  bool ok = ParallelFor(s.Planes(), s.Size(), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const float mu = mean[p / s.c];
+      const float *xp = x + p * plane;
+      const float *gp = dy + p * plane;
+      float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+      for (int64_t i = 0; i < plane; ++i) {
+        a += gp[i];
+        b += gp[i] * (xp[i] - mu);
+      }
+      sum_dy[p] = a;
+      sum_dy_xhat[p] = static_cast<double>(b) * rstd[p / s.c];
+    }
+  });
+  std::vector<float> coef_dy(s.Planes()), coef_x(s.Planes()), coef_1(s.Planes());
+  const double per_sample = static_cast<double>(s.c) * static_cast<double>(plane);
+  for (int64_t n = 0; n < s.n; ++n) {
+    double mean_g = 0.0, mean_g_xhat = 0.0;
+    for (int64_t c = 0; c < s.c; ++c) {
+      mean_g += gamma[c] * sum_dy[n * s.c + c];
+      mean_g_xhat += gamma[c] * sum_dy_xhat[n * s.c + c];
+    }
+    mean_g /= per_sample;
+    mean_g_xhat /= per_sample;
+    // dx = A*dy + B*x + C per plane, with xhat = (x - mean) * rstd expanded.
+    const double r = rstd[n];
+    for (int64_t c = 0; c < s.c; ++c) {
+      coef_dy[n * s.c + c] = static_cast<float>(r * gamma[c]);
+      coef_x[n * s.c + c] = static_cast<float>(-r * r * mean_g_xhat);
+      coef_1[n * s.c + c] = static_cast<float>(r * (r * mean_g_xhat * mean[n] - mean_g));
+    }
+  }
+  for (int64_t c = 0; c < s.c; ++c) {
+    double g = 0.0, b = 0.0;
+    for (int64_t n = 0; n < s.n; ++n) {
+      g += sum_dy_xhat[n * s.c + c];
+      b += sum_dy[n * s.c + c];
+    }
+    dgamma[c] = static_cast<float>(g);
+    dbeta[c] = static_cast<float>(b);
+  }
+  ok = ParallelFor(s.Planes(), s.Size(), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const float a = coef_dy[p], b = coef_x[p], c = coef_1[p];
+      const float *xp = x + p * plane;
+      const float *gp = dy + p * plane;
+      float *dxp = dx + p * plane;
+#pragma omp simd
+      for (int64_t i = 0; i < plane; ++i) dxp[i] = a * gp[i] + b * xp[i] + c;
+    }
+  }) && ok;
+  return ok;
+}
+
+// ---------------------------------------------------------------- depthwise 3x3, stride 1, padding 1
+
+// out_row += k[0]*in_row[w-1] + k[1]*in_row[w] + k[2]*in_row[w+1], zero outside the row.
+inline void AccumulateRow(const float *__restrict in, const float *k, float *__restrict out, int64_t width) {
+  if (width == 1) {
+    out[0] += k[1] * in[0];
+    return;
+  }
+  out[0] += k[1] * in[0] + k[2] * in[1];
+  const float k0 = k[0], k1 = k[1], k2 = k[2];
+#pragma omp simd
+  for (int64_t w = 1; w < width - 1; ++w) out[w] += k0 * in[w - 1] + k1 * in[w] + k2 * in[w + 1];
+  out[width - 1] += k[0] * in[width - 2] + k[1] * in[width - 1];
+}
+
+// out = bias + the 3x3 cross-correlation of one zero-padded plane with `kernel` (row-major 3x3).
+void Correlate3x3(const float *in, const float *kernel, float bias, float *out, int64_t height, int64_t width) {
+  for (int64_t h = 0; h < height; ++h) {
+    float *row = out + h * width;
+    std::fill(row, row + width, bias);
+    for (int64_t i = 0; i < 3; ++i) {
+      const int64_t r = h + i - 1;
+      if (r >= 0 && r < height) AccumulateRow(in + r * width, kernel + 3 * i, row, width);
+    }
+  }
+}
+
+bool DepthwiseForwardImpl(const float *x, const float *weight, const float *bias, float *y, const Nchw &s) {
+  const int64_t plane = s.Plane();
+  return ParallelFor(s.Planes(), s.Size(), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % s.c;
+      Correlate3x3(x + p * plane, weight + 9 * c, bias[c], y + p * plane, s.h, s.w);
+    }
+  });
+}
+
+// sum_w a[w] * b[w + offset] over the w where both exist (offset -1, 0, +1).
+inline float ShiftedDot(const float *a, const float *b, int64_t width, int offset) {
+  const int64_t first = offset < 0 ? 1 : 0;
+  const int64_t last = offset > 0 ? width - 1 : width;
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t w = first; w < last; ++w) sum += a[w] * b[w + offset];
+  return sum;
+}
+
+// dx = correlation of dy with the kernel rotated by 180 degrees; dweight[i][j] = sum dy[h][w] x[h+i-1][w+j-1];
+// dbias = sum dy. The weight and bias sums are per plane (10 values, double), then added over N in order.
+bool DepthwiseBackwardImpl(const float *x, const float *weight, const float *dy, float *dx, float *dweight,
+                       float *dbias, const Nchw &s) {
+  const int64_t plane = s.Plane();
+  std::vector<double> partial(s.Planes() * 10);
+  const bool ok = ParallelFor(s.Planes(), s.Size(), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % s.c;
+      float rotated[9];
+      for (int i = 0; i < 9; ++i) rotated[i] = weight[9 * c + 8 - i];
+      const float *xp = x + p * plane;
+      const float *gp = dy + p * plane;
+      Correlate3x3(gp, rotated, 0.0f, dx + p * plane, s.h, s.w);
+      double *sums = partial.data() + 10 * p;
+      for (int64_t h = 0; h < s.h; ++h) {
+        const float *g_row = gp + h * s.w;
+        for (int i = 0; i < 3; ++i) {
+          const int64_t r = h + i - 1;
+          if (r < 0 || r >= s.h) continue;
+          for (int j = 0; j < 3; ++j) sums[3 * i + j] += ShiftedDot(g_row, xp + r * s.w, s.w, j - 1);
+        }
+        float row_sum = 0.0f;
+#pragma omp simd reduction(+ : row_sum)
+        for (int64_t w = 0; w < s.w; ++w) row_sum += g_row[w];
+        sums[9] += row_sum;
+      }
+    }
+  });
+  for (int64_t c = 0; c < s.c; ++c) {
+    double totals[10] = {};
+    for (int64_t n = 0; n < s.n; ++n) {
+      for (int k = 0; k < 10; ++k) totals[k] += partial[10 * (n * s.c + c) + k];
+    }
+    for (int k = 0; k < 9; ++k) dweight[9 * c + k] = static_cast<float>(totals[k]);
+    dbias[c] = static_cast<float>(totals[9]);
+  }
+  return ok;
+}
+
+// ---------------------------------------------------------------- argument checking
+
+int Fail(const char *op, const std::string &what) {
+  std::fprintf(stderr, "snn_mlp fast op %s: %s\n", op, what.c_str());
+  return 1;
+}
+
+bool IsFloat32(const char *dtype) {
+  const std::string s(dtype);
+  return s == "float32" || s == "float";
+}
+
+// Checks that inputs/outputs [0, count) are float32.
+bool AllFloat32(const char **dtypes, int count) {
+  for (int i = 0; i < count; ++i) {
+    if (!IsFloat32(dtypes[i])) return false;
+  }
+  return true;
+}
+
+int64_t Elements(int ndim, const int64_t *shape) {
+  int64_t count = 1;
+  for (int i = 0; i < ndim; ++i) count *= shape[i];
+  return count;
+}
+
+// Reads a 4-D NCHW shape from input `index`; false if it is not 4-D.
+bool ReadNchw(int index, int *ndims, int64_t **shapes, Nchw *s) {
+  if (ndims[index] != 4) return false;
+  *s = Nchw{shapes[index][0], shapes[index][1], shapes[index][2], shapes[index][3]};
+  return true;
+}
+
+std::vector<int64_t> ShapeOf(int index, int *ndims, int64_t **shapes) {
+  return std::vector<int64_t>(shapes[index], shapes[index] + ndims[index]);
+}
+
+}  // namespace
+
+extern "C" {
+
+// ---- shape inference (dynamic dims pass through)
+
+std::vector<std::vector<int64_t>> GroupNorm1ForwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  const int64_t batch = ndims[0] > 0 ? shapes[0][0] : -1;
+  return {ShapeOf(0, ndims, shapes), {batch}, {batch}};
+}
+
+std::vector<std::vector<int64_t>> GroupNorm1BackwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  return {ShapeOf(0, ndims, shapes), ShapeOf(1, ndims, shapes), ShapeOf(1, ndims, shapes)};
+}
+
+std::vector<int64_t> GeluForwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  return ShapeOf(0, ndims, shapes);
+}
+
+std::vector<int64_t> GeluBackwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  return ShapeOf(0, ndims, shapes);
+}
+
+std::vector<int64_t> DepthwiseConv3x3ForwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  return ShapeOf(0, ndims, shapes);
+}
+
+std::vector<std::vector<int64_t>> DepthwiseConv3x3BackwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  return {ShapeOf(0, ndims, shapes), ShapeOf(1, ndims, shapes), {ndims[1] > 0 ? shapes[1][0] : -1}};
+}
+
+// ---- kernels
+
+int GroupNorm1Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                      void *) {
+  const char *op = "GroupNorm1Forward";
+  if (nparam != 7) return Fail(op, "takes x, gamma, beta, eps and three outputs");
+  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+  Nchw s{};
+  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+  if (Elements(ndims[1], shapes[1]) != s.c || Elements(ndims[2], shapes[2]) != s.c) {
+    return Fail(op, "gamma and beta must hold one value per channel");
+  }
+  if (Elements(ndims[3], shapes[3]) != 1) return Fail(op, "eps must hold one value");
+  if (s.Size() == 0) return 0;
+  const bool ok = GroupNorm1ForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                    static_cast<const float *>(params[2]), *static_cast<const float *>(params[3]),
+                                    static_cast<float *>(params[4]), static_cast<float *>(params[5]),
+                                    static_cast<float *>(params[6]), s);
+  return ok ? 0 : 1;
+}
+
+int GroupNorm1Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                       void *) {
+  const char *op = "GroupNorm1Backward";
+  if (nparam != 8) return Fail(op, "takes x, gamma, mean, rstd, dy and three outputs");
+  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+  Nchw s{};
+  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+  if (Elements(ndims[1], shapes[1]) != s.c) return Fail(op, "gamma must hold one value per channel");
+  if (Elements(ndims[2], shapes[2]) != s.n || Elements(ndims[3], shapes[3]) != s.n) {
+    return Fail(op, "mean and rstd must hold one value per sample");
+  }
+  if (Elements(ndims[4], shapes[4]) != s.Size()) return Fail(op, "dy must have the shape of x");
+  auto *dgamma = static_cast<float *>(params[6]);
+  auto *dbeta = static_cast<float *>(params[7]);
+  if (s.Size() == 0) {
+    std::fill(dgamma, dgamma + s.c, 0.0f);
+    std::fill(dbeta, dbeta + s.c, 0.0f);
+    return 0;
+  }
+  const bool ok = GroupNorm1BackwardImpl(
+      static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+      static_cast<const float *>(params[2]), static_cast<const float *>(params[3]),
+      static_cast<const float *>(params[4]), static_cast<float *>(params[5]), dgamma, dbeta, s);
+  return ok ? 0 : 1;
+}
+
+int GeluForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const char *op = "GeluForward";
+  if (nparam != 2) return Fail(op, "takes x and one output");
+  if (!AllFloat32(dtypes, nparam)) return Fail(op, "x must be float32");
+  const bool ok = GeluForwardImpl(static_cast<const float *>(params[0]), static_cast<float *>(params[1]),
+                              Elements(ndims[0], shapes[0]));
+  return ok ? 0 : 1;
+}
+
+int GeluBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const char *op = "GeluBackward";
+  if (nparam != 3) return Fail(op, "takes x, dy and one output");
+  if (!AllFloat32(dtypes, nparam)) return Fail(op, "x and dy must be float32");
+  const int64_t count = Elements(ndims[0], shapes[0]);
+  if (Elements(ndims[1], shapes[1]) != count) return Fail(op, "dy must have the shape of x");
+  const bool ok = GeluBackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                               static_cast<float *>(params[2]), count);
+  return ok ? 0 : 1;
+}
+
+int DepthwiseConv3x3Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                            void *) {
+  const char *op = "DepthwiseConv3x3Forward";
+  if (nparam != 4) return Fail(op, "takes x, weight, bias and one output");
+  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+  Nchw s{};
+  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+  if (Elements(ndims[1], shapes[1]) != 9 * s.c) return Fail(op, "weight must be (C, 1, 3, 3)");
+  if (Elements(ndims[2], shapes[2]) != s.c) return Fail(op, "bias must hold one value per channel");
+  if (s.Size() == 0) return 0;
+  const bool ok = DepthwiseForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                   static_cast<const float *>(params[2]), static_cast<float *>(params[3]), s);
+  return ok ? 0 : 1;
+}
+
+int DepthwiseConv3x3Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                             void *) {
+  const char *op = "DepthwiseConv3x3Backward";
+  if (nparam != 6) return Fail(op, "takes x, weight, dy and three outputs");
+  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+  Nchw s{};
+  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+  if (Elements(ndims[1], shapes[1]) != 9 * s.c) return Fail(op, "weight must be (C, 1, 3, 3)");
+  if (Elements(ndims[2], shapes[2]) != s.Size()) return Fail(op, "dy must have the shape of x");
+  auto *dweight = static_cast<float *>(params[4]);
+  auto *dbias = static_cast<float *>(params[5]);
+  if (s.Size() == 0) {
+    std::fill(dweight, dweight + 9 * s.c, 0.0f);
+    std::fill(dbias, dbias + s.c, 0.0f);
+    return 0;
+  }
+  const bool ok = DepthwiseBackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                    static_cast<const float *>(params[2]), static_cast<float *>(params[3]), dweight,
+                                    dbias, s);
+  return ok ? 0 : 1;
+}
+
+}  // extern "C"
