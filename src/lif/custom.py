@@ -56,7 +56,7 @@ class KernelRecipe:
 CPU_RECIPE = KernelRecipe(
     name="lif_cpu",
     source="lif_cpu.cc",
-    headers=("aot_extra.h",),
+    headers=("aot_extra.h", "lif_host.h"),
     compiler="g++",
     # -march=native lets the row loops use the widest vectors of this CPU; the hash keys the cache on the
     # CPU, so a cache shared across machines holds one build per CPU model. -fopenmp-simd honours the simd
@@ -69,7 +69,7 @@ CPU_RECIPE = KernelRecipe(
 CUDA_RECIPE = KernelRecipe(
     name="lif_cuda",
     source="lif_cuda.cu",
-    headers=(),
+    headers=("aot_extra.h", "lif_host.h"),
     compiler="nvcc",
     # Native code for A100 (sm_80) and H100 (sm_90), plus PTX so newer GPUs can JIT it.
     flags=("-std=c++17", "-O3", "--shared", "-Xcompiler", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=0",

@@ -32,6 +32,9 @@ class AotExtra {
   // Callers check HasAttr first: a missing attribute makes MindSpore throw across the C boundary.
   int64_t IntAttr(const std::string &name) { return GetAttrInt(name); }
 
+  // Device scratch buffers (bytes each) MindSpore allocates and appends to the kernel's params; set in <Name>Init.
+  void SetWorkSpace(const std::vector<size_t> &workspace) { workspace_ = workspace; }
+
  private:
   // Never called here; declared only so that GetAttrInt lands in its vtable slot.
   virtual bool GetAttrBool(std::string name) = 0;

@@ -29,9 +29,13 @@
 #include <thread>
 #include <vector>
 
-#include "aot_extra.h"
+#include "lif_host.h"
 
 namespace {
+
+using lif::DType;
+using lif::Fail;
+using lif::Geometry;
 
 // ---------------------------------------------------------------- element types (stored -> float32 -> stored)
 
@@ -114,21 +118,6 @@ inline Half FromFloat<Half>(float f) {
 
 // ---------------------------------------------------------------- geometry and threading
 
-struct Geometry {
-  int64_t planes;  // N*C
-  int64_t rows;    // H
-  int64_t cols;    // W
-  int64_t k;       // effective window; 0 when the scan is the identity
-  int axis;
-};
-
-// Effective window: -1 -> identity, 0 -> the whole axis, longer than the axis -> no whole window (identity).
-inline int64_t EffectiveWindow(int64_t window, int64_t length) {
-  if (window < 0) return 0;
-  const int64_t k = window == 0 ? length : window;
-  return k > length ? 0 : k;
-}
-
 int ThreadCount(int64_t planes, int64_t elements) {
   constexpr int64_t kMinElementsPerThread = 1 << 15;  // below this the thread start costs more than it saves
   int64_t wanted = static_cast<int64_t>(std::thread::hardware_concurrency());
@@ -143,7 +132,7 @@ int ThreadCount(int64_t planes, int64_t elements) {
 // Runs body(first_plane, end_plane) on contiguous chunks of planes; false if any chunk threw.
 template <typename Body>
 bool ParallelOverPlanes(const Geometry &g, Body body) {
-  const int threads = ThreadCount(g.planes, g.planes * g.rows * g.cols);
+  const int threads = ThreadCount(g.planes, g.elements());
   std::atomic<bool> failed{false};
   auto run = [&](int64_t begin, int64_t end) {
     try {
@@ -493,45 +482,7 @@ bool Backward(const T *x, const T *dout, T *dx, float *dtau, float *dvth, const 
   return ok;
 }
 
-// ---------------------------------------------------------------- argument checking
-
-enum class DType { kFloat32, kFloat16, kBFloat16, kOther };
-
-DType ParseDType(const char *name) {
-  const std::string s(name);
-  if (s == "float32" || s == "float") return DType::kFloat32;
-  if (s == "float16") return DType::kFloat16;
-  if (s == "bfloat16") return DType::kBFloat16;
-  return DType::kOther;
-}
-
-int Fail(const char *what) {
-  std::fprintf(stderr, "snn_mlp LIF kernel: %s\n", what);
-  return 1;
-}
-
-// Validates the (x, tau, vth) inputs and the attributes; fills the geometry.
-int ReadArguments(int64_t **shapes, int *ndims, const char **dtypes, void *extra_ptr, Geometry *g, DType *dtype) {
-  if (ndims[0] != 4) return Fail("x must be 4-D (N, C, H, W)");
-  *dtype = ParseDType(dtypes[0]);
-  if (*dtype == DType::kOther) return Fail("x must be float32, float16 or bfloat16");
-  if (ParseDType(dtypes[1]) != DType::kFloat32 || ParseDType(dtypes[2]) != DType::kFloat32) {
-    return Fail("tau and vth must be float32");
-  }
-  auto *extra = static_cast<AotExtra *>(extra_ptr);
-  if (extra == nullptr || !extra->HasAttr("window") || !extra->HasAttr("axis")) {
-    return Fail("the 'window' and 'axis' attributes are missing");
-  }
-  const int64_t window = extra->IntAttr("window");
-  const int64_t axis = extra->IntAttr("axis");
-  if (axis != 2 && axis != 3) return Fail("axis must be 2 (H) or 3 (W)");
-  g->planes = shapes[0][0] * shapes[0][1];
-  g->rows = shapes[0][2];
-  g->cols = shapes[0][3];
-  g->axis = static_cast<int>(axis);
-  g->k = EffectiveWindow(window, axis == 2 ? g->rows : g->cols);
-  return 0;
-}
+// ---------------------------------------------------------------- entry points
 
 template <typename T>
 int RunForward(void **params, const Geometry &g) {
@@ -551,29 +502,18 @@ int RunBackward(void **params, const Geometry &g) {
   return ok ? 0 : 1;
 }
 
-std::vector<int64_t> ShapeOf(int index, int *ndims, int64_t **shapes) {
-  return std::vector<int64_t>(shapes[index], shapes[index] + ndims[index]);
-}
-
 }  // namespace
 
 extern "C" {
 
-// Output shape = shape of x; dynamic dims (-1) and dynamic rank (-2) pass through.
-std::vector<int64_t> LifScanForwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
-  return ShapeOf(0, ndims, shapes);
-}
-
-std::vector<std::vector<int64_t>> LifScanBackwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
-  return {ShapeOf(0, ndims, shapes), ShapeOf(1, ndims, shapes), ShapeOf(2, ndims, shapes)};
-}
+int64_t LifScanWorkspaceBytes() { return 0; }
 
 int LifScanForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                    void *extra) {
-  if (nparam != 4) return Fail("LifScanForward takes x, tau, vth and one output");
+  if (nparam != lif::kForwardParams) return Fail("LifScanForward takes x, tau, vth and one output");
   Geometry g{};
   DType dtype{};
-  if (const int err = ReadArguments(shapes, ndims, dtypes, extra, &g, &dtype)) return err;
+  if (const int err = lif::ReadArguments(shapes, ndims, dtypes, extra, &g, &dtype)) return err;
   switch (dtype) {
     case DType::kFloat32: return RunForward<float>(params, g);
     case DType::kFloat16: return RunForward<Half>(params, g);
@@ -584,11 +524,11 @@ int LifScanForward(int nparam, void **params, int *ndims, int64_t **shapes, cons
 
 int LifScanBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                     void *extra) {
-  if (nparam != 7) return Fail("LifScanBackward takes x, tau, vth, dout and three outputs");
+  if (nparam != lif::kBackwardParams) return Fail("LifScanBackward takes x, tau, vth, dout and three outputs");
   Geometry g{};
   DType dtype{};
-  if (const int err = ReadArguments(shapes, ndims, dtypes, extra, &g, &dtype)) return err;
-  if (ParseDType(dtypes[3]) != dtype) return Fail("dout must have the dtype of x");
+  if (const int err = lif::ReadArguments(shapes, ndims, dtypes, extra, &g, &dtype)) return err;
+  if (lif::ParseDType(dtypes[3]) != dtype) return Fail("dout must have the dtype of x");
   switch (dtype) {
     case DType::kFloat32: return RunBackward<float>(params, g);
     case DType::kFloat16: return RunBackward<Half>(params, g);
