@@ -10,6 +10,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Constant, TruncatedNormal
 
 from src.checkpoint import to_official_name
+from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm
 from src.lif import LIFScan
 
 __all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "MODEL_ARCHS",
@@ -28,11 +29,11 @@ INPUT_MULTIPLE = 32
 
 def gelu():
     # The exact (erf) GELU of the PyTorch original; the tanh form drifts from the released weights.
-    return nn.GELU(approximate=False)
+    return FastGELU()  # nn.GELU(approximate=False), fused on CPU (src/fast_ops)
 
 
 def group_norm(channels):
-    return nn.GroupNorm(1, channels, eps=1e-5)
+    return FastGroupNorm(channels, eps=1e-5)  # nn.GroupNorm(1, channels), fused on CPU (src/fast_ops)
 
 
 def conv1x1(in_channels, out_channels, has_bias=True):
@@ -106,7 +107,7 @@ class LIFModule(nn.Cell):
                           init_vth=lif_init_vth, backend=lif_backend)
         self.lif1 = LIFSpike(dim=2, **lif_kwargs)
         self.lif2 = LIFSpike(dim=3, **lif_kwargs)
-        self.dw1 = nn.Conv2d(dim, dim, 3, pad_mode="pad", padding=1, group=dim, has_bias=lif_bias)
+        self.dw1 = FastDepthwiseConv3x3(dim, has_bias=lif_bias)  # nn.Conv2d 3x3, group=dim, padding 1
 
     def construct(self, x):
         x = self.actn(self.norm1(self.conv1(x)))

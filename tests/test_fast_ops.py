@@ -254,6 +254,14 @@ def test_switch_off_uses_mindspore_operators(fast_ops_off):
     assert_close(FastGELU()(Tensor(x)).asnumpy(), gelu_np(x))
 
 
+def test_disabled_block_builds_plain_cells():
+    with fast_ops.disabled():
+        with fast_ops.disabled():
+            assert not FastGroupNorm(3).use_kernel
+        assert not FastDepthwiseConv3x3(3).use_kernel and not FastGELU().use_kernel
+    assert FastGELU().use_kernel
+
+
 def test_bad_switch_value_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(fast_ops.ENV_SWITCH, "maybe")
     with pytest.raises(ValueError, match="SNNMLP_FAST_OPS must be 0"):

@@ -6,12 +6,15 @@ replace, so their parameters (names, shapes, initialisers) are those layers' own
 ``kernels/fast_ops_cpu.cc`` (forward and backward) when
 
 * the device target is CPU (GPU and Ascend keep MindSpore's operators),
-* the environment variable ``SNNMLP_FAST_OPS`` is not ``0`` (read when a Cell is built), and
+* the environment variable ``SNNMLP_FAST_OPS`` is not ``0`` (read when a Cell is built),
+* the Cell is not built inside ``with disabled():`` (export: a MINDIR or ONNX file must hold only MindSpore's
+  operators, never a call into a library of this machine), and
 * the library can be built (else a warning, once, and MindSpore's operators).
 
 Inputs other than float32 (e.g. float16 under mixed precision) take MindSpore's operators too. The choice is
 logged once per process (logger ``snn_mlp``).
 """
+import contextlib
 import functools
 import logging
 import os
@@ -23,7 +26,8 @@ from mindspore import dtype as mstype
 from src.fast_ops.custom import make_cpu_kernels
 from src.lif.custom import KernelBuildError
 
-__all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "fast_ops_status", "cpu_kernels"]
+__all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "fast_ops_status", "cpu_kernels",
+           "disabled"]
 
 ENV_SWITCH = "SNNMLP_FAST_OPS"
 _OFF_VALUES = ("0", "false", "off", "no")
@@ -31,12 +35,24 @@ _ON_VALUES = ("", "1", "true", "on", "yes")
 
 logger = logging.getLogger("snn_mlp")
 _logged = set()
+_disabled_depth = 0
 
 
 def _log_once(level, message):
     if message not in _logged:
         _logged.add(message)
         logger.log(level, message)
+
+
+@contextlib.contextmanager
+def disabled():
+    """Cells built inside the block use MindSpore's operators, whatever the device and the switch."""
+    global _disabled_depth
+    _disabled_depth += 1
+    try:
+        yield
+    finally:
+        _disabled_depth -= 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,6 +72,8 @@ def fast_ops_status():
         return False, f"{ENV_SWITCH}={switch}"
     if switch not in _ON_VALUES:
         raise ValueError(f"{ENV_SWITCH} must be 0 (off) or 1 (on where possible), got {switch!r}")
+    if _disabled_depth:
+        return False, "disabled() block (export)"
     target = ms.get_context("device_target")
     if target != "CPU":
         return False, f"device target {target} (the fused kernels are CPU-only)"
