@@ -15,7 +15,7 @@ Arguments (an empty string "" takes the default):
   DEVICE_NUM    GPUs used on this node, 1..8 (default: 8); they are devices 0..DEVICE_NUM-1 of
                 CUDA_VISIBLE_DEVICES
   LAUNCHER      msrun (default; logs OUTPUT_DIR/logs/<date>_<time>/worker_<rank>.log) or mpirun (OpenMPI
-                must be installed; logs OUTPUT_DIR/logs/<date>_<time>/mpirun/1/rank.<rank>/stdout)
+                must be installed; logs OUTPUT_DIR/logs/<date>_<time>/mpirun/<job>/rank.<rank>/stdout)
   TRAIN_ARGS    extra train.py flags after '--' (existing relative paths are made absolute), e.g. -- --epochs 300 --batch_size 128
 
 Multi-node: msrun: run the same command on every node with NNODES, NODE_RANK and MASTER_ADDR set;
@@ -33,7 +33,11 @@ launch_mpirun() {
     local world=$((per_node * nnodes))
     local log_dir="$SNN_LOG_DIR"
     local mpirun_cmd=(mpirun -n "$world" --output-filename "$log_dir/mpirun" --merge-stderr-to-stdout
-        -x "RANK_SIZE=$world" -x PATH -x LD_LIBRARY_PATH -x PYTHONPATH)
+        -x "RANK_SIZE=$world" -x PATH) variable
+    # OpenMPI refuses to forward a variable that is not set.
+    for variable in LD_LIBRARY_PATH PYTHONPATH CUDA_VISIBLE_DEVICES; do
+        [[ -n "${!variable:-}" ]] && mpirun_cmd+=(-x "$variable")
+    done
     ((EUID == 0)) && mpirun_cmd+=(--allow-run-as-root)
     if ((nnodes > 1)); then
         [[ -n "${HOSTFILE:-}" ]] || snn_usage_error "a $nnodes-node mpirun job needs HOSTFILE"
@@ -48,7 +52,7 @@ launch_mpirun() {
         echo "MPIRUN $(snn_quote "${mpirun_cmd[@]}")  # cwd=$(printf '%q' "$OUTPUT_DIR")"
         local rank
         for ((rank = 0; rank < world; rank++)); do
-            snn_rank_line "$OUTPUT_DIR" "$log_dir/mpirun/1/rank.$rank/stdout" \
+            snn_rank_line "$OUTPUT_DIR" "$log_dir/mpirun/<job>/rank.$rank/stdout" \
                 "OMPI_COMM_WORLD_RANK=$rank" "OMPI_COMM_WORLD_LOCAL_RANK=$((rank % per_node))" \
                 "RANK_SIZE=$world" -- "${SNN_TRAIN_CMD[@]}"
         done
