@@ -268,7 +268,7 @@ def test_backend_choice_falls_back_and_logs_once(monkeypatch, caplog):
     def no_kernel(*_):
         raise KernelBuildError("no compiler here")
 
-    monkeypatch.setattr(lif, "make_custom_scan", no_kernel)
+    monkeypatch.setattr(lif, "make_custom_ops", no_kernel)
     monkeypatch.setattr(lif, "_logged_choices", set())
     with caplog.at_level(logging.INFO, logger="snn_mlp"):
         scans = [LIFScan(4, axis, "auto") for axis in (2, 3, 2)]

@@ -17,7 +17,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore import dtype as mstype
 
-from src.lif.custom import KernelBuildError, find_ascend_op, make_custom_scan
+from src.lif.custom import KernelBuildError, find_ascend_op, make_custom_ops
 from src.lif.primitive import lif_scan_primitive
 
 __all__ = ["LIFScan", "BACKENDS", "KernelBuildError"]
@@ -36,12 +36,12 @@ def _log_once(level, message):
 
 
 def _custom_op(window, axis, target):
-    """The kernel op for ``target``; KernelBuildError explains why there is none."""
+    """The forward kernel op for ``target`` (its bprop attached); KernelBuildError explains why there is none."""
     if target == "Ascend" and not find_ascend_op():
         raise KernelBuildError(
             "the AscendC LIF operators are not installed: build them with scripts/build_ascend_kernels.sh "
             "and add the printed directory to ASCEND_CUSTOM_OPP_PATH")
-    return make_custom_scan(window, axis, target)
+    return make_custom_ops(window, axis, target)[0]
 
 
 class LIFScan(nn.Cell):

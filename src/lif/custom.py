@@ -26,7 +26,7 @@ from mindspore import ops
 from mindspore.ops import CustomRegOp, DataType
 
 __all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "kernel_cache_dir",
-           "library_path", "build_library", "find_ascend_op", "make_custom_scan"]
+           "library_path", "build_library", "find_ascend_op", "make_custom_ops"]
 
 logger = logging.getLogger("snn_mlp")
 
@@ -194,12 +194,13 @@ def _backward_dtypes(x_dtype, tau_dtype, vth_dtype, _):
     return x_dtype, tau_dtype, vth_dtype
 
 
-def make_custom_scan(window, axis, target):
-    """The forward ``ops.Custom`` of the LIF scan on ``target`` ("CPU", "GPU", "Ascend"), its bprop attached.
+def make_custom_ops(window, axis, target):
+    """``(forward, backward)`` ``ops.Custom`` of the LIF scan on ``target`` ("CPU", "GPU", "Ascend").
 
-    Call it as ``op(x, tau, vth)`` with ``tau``/``vth`` float32 of shape (1,). CPU/GPU compile their library
-    on first use (``KernelBuildError`` when that is impossible). On CPU/GPU the output shapes come from the
-    C++ ``...InferShape`` functions of the library, so dynamic shapes work in GRAPH mode.
+    ``forward(x, tau, vth) -> out`` has ``backward(x, tau, vth, dout) -> (dx, dtau, dvth)`` attached as its
+    bprop; ``tau``/``vth`` are float32 of shape (1,). CPU/GPU compile their library on first use
+    (``KernelBuildError`` when that is impossible); their output shapes come from the C++ ``...InferShape``
+    functions of the library, so dynamic shapes work in GRAPH mode.
     """
     fwd_io = (("x", "tau", "vth"), ("out",))
     bwd_io = (("x", "tau", "vth", "dout"), ("dx", "dtau", "dvth"))
@@ -221,5 +222,6 @@ def make_custom_scan(window, axis, target):
         dx, dtau, dvth = backward(x, tau, vth, dout)
         return dx, dtau, dvth
 
-    return ops.Custom(fwd_func, out_shape=fwd_shape, out_dtype=_same_as_x, func_type="aot", bprop=bprop,
-                      reg_info=_reg_info(f"lif_scan_{target.lower()}", target, *fwd_io, window, axis))
+    forward = ops.Custom(fwd_func, out_shape=fwd_shape, out_dtype=_same_as_x, func_type="aot", bprop=bprop,
+                         reg_info=_reg_info(f"lif_scan_{target.lower()}", target, *fwd_io, window, axis))
+    return forward, backward
