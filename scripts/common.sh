@@ -221,13 +221,13 @@ snn_rank_line() {
 }
 
 SNN_PIDS=()
-SNN_PID_RANKS=()
+SNN_PID_LABELS=()
 SNN_PID_LOGS=()
 
-# snn_start_rank RANK CWD LOG ENV... -- COMMAND...: start one rank in the background (its output into
-# LOG), or print its line in dry-run mode.
+# snn_start_rank LABEL CWD LOG ENV... -- COMMAND...: start one process ("rank 3") in the background, its
+# output into LOG, or print its line in dry-run mode.
 snn_start_rank() {
-    local rank="$1" cwd="$2" log="$3"
+    local label="$1" cwd="$2" log="$3"
     shift 3
     if snn_is_dry_run; then
         snn_rank_line "$cwd" "$log" "$@"
@@ -242,9 +242,9 @@ snn_start_rank() {
     mkdir -p "$cwd" "$(dirname "$log")"
     (cd "$cwd" && exec env "${envs[@]}" "$@") > "$log" 2>&1 &
     SNN_PIDS+=("$!")
-    SNN_PID_RANKS+=("$rank")
+    SNN_PID_LABELS+=("$label")
     SNN_PID_LOGS+=("$log")
-    snn_info "rank $rank started: pid $!, log $log"
+    snn_info "$label started: pid $!, log $log"
 }
 
 snn_stop_ranks() {
@@ -275,7 +275,8 @@ snn_wait_ranks() {
             done_rc[$i]=$rc
             if ((rc != 0 && !failed)); then
                 failed=1
-                snn_warn "rank ${SNN_PID_RANKS[$i]} exited with status $rc (log ${SNN_PID_LOGS[$i]}); stopping the other ranks"
+                snn_warn "${SNN_PID_LABELS[$i]} exited with status $rc (log ${SNN_PID_LOGS[$i]})"
+                ((${#SNN_PIDS[@]} > 1)) && snn_warn "stopping the other ranks"
                 snn_stop_ranks
             fi
         done
@@ -284,7 +285,7 @@ snn_wait_ranks() {
     [[ -n "$tail_pid" ]] && wait "$tail_pid" 2> /dev/null
     trap - INT TERM
     for i in "${!SNN_PIDS[@]}"; do
-        snn_info "rank ${SNN_PID_RANKS[$i]}: exit status ${done_rc[$i]}, log ${SNN_PID_LOGS[$i]}"
+        snn_info "${SNN_PID_LABELS[$i]}: exit status ${done_rc[$i]}, log ${SNN_PID_LOGS[$i]}"
     done
     return "$failed"
 }
@@ -474,14 +475,14 @@ PYEOF
 # ----------------------------------------------------------------------------------------------------
 # One process (standalone training, evaluation)
 
-# snn_run_single LOG ENV... -- COMMAND...: run one process in $OUTPUT_DIR with its output on the
+# snn_run_single LABEL LOG ENV... -- COMMAND...: run one process in $OUTPUT_DIR with its output on the
 # console and in LOG; returns its exit status. Launcher variables left in the caller's shell by an
 # earlier distributed job would make train.py call init(), so they are dropped.
 snn_run_single() {
-    local log="$1"
-    shift
+    local label="$1" log="$2"
+    shift 2
     unset RANK_SIZE RANK_ID RANK_TABLE_FILE MS_WORKER_NUM MS_ROLE MS_SCHED_HOST MS_SCHED_PORT MS_NODE_ID
-    snn_start_rank 0 "$OUTPUT_DIR" "$log" "$@"
+    snn_start_rank "$label" "$OUTPUT_DIR" "$log" "$@"
     snn_is_dry_run && return 0
     snn_wait_ranks
 }
@@ -541,7 +542,7 @@ EOF
     snn_output_dir "$(snn_config_stem "$CONFIG_PATH")_standalone_${target,,}"
     snn_train_command "$target"
     snn_announce_outputs ""
-    snn_run_single "$SNN_LOG_DIR/train.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- "${SNN_TRAIN_CMD[@]}"
+    snn_run_single train.py "$SNN_LOG_DIR/train.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- "${SNN_TRAIN_CMD[@]}"
     local status=$?
     snn_is_dry_run || snn_announce_outputs ""
     return "$status"
@@ -588,7 +589,7 @@ EOF
     snn_check_python
     snn_output_dir "eval_${target,,}"
     snn_info "log: $SNN_LOG_DIR/eval.log"
-    snn_run_single "$SNN_LOG_DIR/eval.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- \
+    snn_run_single eval.py "$SNN_LOG_DIR/eval.log" "DEVICE_ID=$DEVICE_ID_TO_USE" -- \
         "$SNN_PYTHON" "$SNN_REPO_ROOT/eval.py" --dataset_path "$DATASET_PATH" --ckpt_path "$ckpt" \
         "${config_args[@]}" --device_target "$target" "${SNN_EXTRA[@]}"
 }

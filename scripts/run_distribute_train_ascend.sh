@@ -65,7 +65,7 @@ for ((i = 0; i < local_devices; i++)); do
     rank=${SNN_RT_RANK_IDS[i]}
     command=("${SNN_TRAIN_CMD[@]}")
     [[ -n "${SNN_CPU_RANGES[i]:-}" ]] && command=(taskset -c "${SNN_CPU_RANGES[i]}" "${command[@]}")
-    snn_start_rank "$rank" "$OUTPUT_DIR/rank_$rank" "$SNN_LOG_DIR/rank_$rank.log" \
+    snn_start_rank "rank $rank" "$OUTPUT_DIR/rank_$rank" "$SNN_LOG_DIR/rank_$rank.log" \
         "RANK_ID=$rank" "DEVICE_ID=${SNN_RT_DEVICE_IDS[i]}" "RANK_SIZE=$SNN_RT_TOTAL" \
         "RANK_TABLE_FILE=$RANK_TABLE" -- "${command[@]}"
 done
