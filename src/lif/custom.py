@@ -10,7 +10,11 @@ compiler writes to a temporary name that is renamed into place, under a file loc
 
 Kernels: ``kernels/lif_cpu.cc`` (g++, CPU) and ``kernels/lif_cuda.cu`` (nvcc, GPU). The Ascend kernel is an
 AscendC operator installed separately (``scripts/build_ascend_kernels.sh``) and called by its name.
+
+Building needs no MindSpore (it is imported only to make the ops), so this file also runs as a script on a
+build host: ``python src/lif/custom.py cuda`` builds the CUDA library into the cache and prints its path.
 """
+import argparse
 import fcntl
 import hashlib
 import logging
@@ -18,12 +22,10 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from mindspore import ops
-from mindspore.ops import CustomRegOp, DataType
 
 __all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "kernel_cache_dir",
            "library_path", "build_library", "find_ascend_op", "make_custom_ops"]
@@ -172,6 +174,8 @@ def find_ascend_op():
 
 
 def _reg_info(op_name, target, inputs, outputs, window, axis):
+    from mindspore.ops import CustomRegOp, DataType
+
     reg = CustomRegOp(op_name)
     for index, name in enumerate(inputs):
         reg = reg.input(index, name)
@@ -202,6 +206,8 @@ def make_custom_ops(window, axis, target):
     (``KernelBuildError`` when that is impossible); their output shapes come from the C++ ``...InferShape``
     functions of the library, so dynamic shapes work in GRAPH mode.
     """
+    from mindspore import ops
+
     fwd_io = (("x", "tau", "vth"), ("out",))
     bwd_io = (("x", "tau", "vth", "dout"), ("dx", "dtau", "dvth"))
     if target == "Ascend":
@@ -225,3 +231,29 @@ def make_custom_ops(window, axis, target):
     forward = ops.Custom(fwd_func, out_shape=fwd_shape, out_dtype=_same_as_x, func_type="aot", bprop=bprop,
                          reg_info=_reg_info(f"lif_scan_{target.lower()}", target, *fwd_io, window, axis))
     return forward, backward
+
+
+RECIPES = {"cpu": CPU_RECIPE, "cuda": CUDA_RECIPE}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python src/lif/custom.py",
+        description="Build a LIF kernel library into the kernel cache (if it is not there yet) and print its "
+                    "path. The cache is $SNNMLP_HOME/kernels, default ~/.cache/snn_mlp/kernels.")
+    parser.add_argument("kernel", choices=sorted(RECIPES), help="cpu: lif_cpu.cc with g++; cuda: lif_cuda.cu "
+                        "with nvcc (sm_80, sm_90 and PTX)")
+    parser.add_argument("--path-only", action="store_true", help="print where the library goes, build nothing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    recipe = RECIPES[args.kernel]
+    try:
+        print(library_path(recipe) if args.path_only else build_library(recipe))
+    except KernelBuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
