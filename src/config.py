@@ -261,7 +261,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def _build_parser(description, defaults, source):
     parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter, add_help=True,
-                                     allow_abbrev=False,
+                                     allow_abbrev=False, usage="%(prog)s [--config_path FILE] [--KEY VALUE ...]",
                                      epilog="Every key can also be set in the YAML file; the command line wins. "
                                             "Lists: 1,2,3 or [1,2,3]. Booleans: true/false. null: unset.")
     parser.add_argument("--config_path", metavar="FILE", default=DEFAULT_CONFIG,

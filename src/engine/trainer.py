@@ -16,7 +16,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.checkpoint import CheckpointError, load_checkpoint_strict
+from src.checkpoint import load_checkpoint_strict, read_checkpoint
 from src.config import ConfigError, aug_settings, model_kwargs, save_config
 from src.engine.checkpoints import CheckpointManager, load_train_state
 from src.engine.evaluate import evaluate
@@ -25,7 +25,7 @@ from src.engine.schedule import CosineWarmupSchedule, scale_lr
 from src.engine.step import TrainStep
 
 __all__ = ["train", "setup_context", "distributed_env", "init_distributed", "setup_logging", "resolve_dataset", "build_dataset",
-           "build_network", "make_all_reduce", "TrainingError"]
+           "build_network", "load_initial_weights", "make_all_reduce", "TrainingError"]
 
 logger = logging.getLogger("snn_mlp")
 
@@ -49,18 +49,18 @@ def distributed_env():
 
 def setup_context(cfg):
     """Execution mode, device and seeds; returns the device target in use."""
-    kwargs = {"mode": ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE}
-    if cfg.device_target != "auto":
-        kwargs["device_target"] = cfg.device_target
+    ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
+    target = ms.get_context("device_target") if cfg.device_target == "auto" else cfg.device_target
+    device_id = os.environ.get("DEVICE_ID", "")
     try:
-        ms.set_context(**kwargs)
+        if device_id.isdigit() and target != "CPU":
+            ms.set_device(target, int(device_id))
+        else:
+            ms.set_device(target)
     except (ValueError, RuntimeError) as e:
-        raise ConfigError(f"cannot use device_target {cfg.device_target}: {str(e).strip().splitlines()[0]}") from e
-    device_id = os.environ.get("DEVICE_ID")
-    if device_id and device_id.isdigit() and ms.get_context("device_target") != "CPU":
-        ms.set_device(ms.get_context("device_target"), int(device_id))
+        raise ConfigError(f"cannot use device_target {target}: {str(e).strip().splitlines()[0]}") from e
     ms.set_seed(cfg.seed)
-    return ms.get_context("device_target")
+    return target
 
 
 def init_distributed():
@@ -120,8 +120,12 @@ def setup_logging(output_dir=None, rank=0, stream=None):
 def resolve_dataset(cfg):
     """The ImageFolder root to read: ``dataset_path``, or the embedded digits exported on first use."""
     if cfg.dataset_path is None:
-        from src.default_data import prepare_default_data
+        from src.default_data import DIGITS_NUM_CLASSES, prepare_default_data
 
+        if cfg.num_classes != DIGITS_NUM_CLASSES:
+            raise ConfigError(f"dataset_path is not set: pass --dataset_path (the ImageFolder root of the "
+                              f"{cfg.num_classes}-class data); unset, it means the embedded {DIGITS_NUM_CLASSES}-class "
+                              f"digits")
         return prepare_default_data()
     path = os.path.abspath(os.path.expanduser(cfg.dataset_path))
     if not os.path.isdir(path):
@@ -141,6 +145,21 @@ def build_network(cfg, device_target):
         else:
             net = ms.amp.auto_mixed_precision(net, cfg.amp_level)
     return net
+
+
+def load_initial_weights(net, path, expected_sha256=None):
+    """Strictly load the weights of ``path`` into ``net`` to start training from them. A classifier for
+    another number of classes (fine-tuning ImageNet weights on a new dataset) is left at its initialisation;
+    everything else must match."""
+    entries = read_checkpoint(path, expected_sha256)
+    exclude = ("ema.",)
+    head = entries.get("head.weight")
+    if head is not None and tuple(head.shape) != tuple(net.head.weight.shape):
+        exclude += ("head.",)
+        logger.warning("%s has a %d-class classifier: starting from its other weights with a new %d-class head",
+                       path, head.shape[0], net.head.weight.shape[0])
+    load_checkpoint_strict(net, path, expected_sha256, exclude=exclude)
+    logger.info("initial weights from %s", path)
 
 
 def build_dataset(cfg, root, train, rank, size, seed):
@@ -170,10 +189,11 @@ class _Run:
         self.rank, self.group_size = init_distributed()
         self.writer = self.rank == 0
         self.output_dir = os.path.abspath(os.path.expanduser(cfg.output_dir))
+        setup_logging(None, self.rank)
+        self.data_root = resolve_dataset(cfg)
         if self.writer:
             os.makedirs(self.output_dir, exist_ok=True)
-        setup_logging(self.output_dir if self.writer else None, self.rank)
-        self.data_root = resolve_dataset(cfg)
+            setup_logging(self.output_dir, self.rank)
         self.val_data = build_dataset(cfg, self.data_root, False, self.rank, self.group_size, cfg.seed)
         self.steps_per_epoch = self._train_data(0).get_dataset_size()
         self.net = build_network(cfg, self.device_target)
@@ -226,8 +246,7 @@ class _Run:
                 logger.warning("%s holds checkpoints but auto_resume is off: starting afresh, older files will "
                                "be replaced", self.output_dir)
             if cfg.ckpt_path:
-                load_checkpoint_strict(self.net, cfg.ckpt_path, cfg.ckpt_sha256, exclude=("ema.",))
-                logger.info("initial weights from %s", cfg.ckpt_path)
+                load_initial_weights(self.net, cfg.ckpt_path, cfg.ckpt_sha256)
             return
         counters = load_train_state(self.train_step.parameters_dict(), path)
         self.epoch = int(counters["epoch_num"])
@@ -301,6 +320,8 @@ class _Run:
             loss, _grad_norm, finite = self.train_step(images, targets, Tensor(lrs))
             self.global_step += 1
             window_steps += 1
+            if i == 0:
+                first_step_end = time.time()
             finite = ops.cast(finite, ms.float32)
             window_loss = window_loss + loss * finite
             window_nonfinite = window_nonfinite + (1.0 - finite)
@@ -313,7 +334,8 @@ class _Run:
             epoch_nonfinite += nonfinite
             nonfinite_windows = nonfinite_windows + 1 if applied == 0 else 0
             now = time.time()
-            step_time = (now - epoch_start) / (i + 1)
+            # The first step of a run carries the graph compilation: leave it out of the ETA.
+            step_time = (now - first_step_end) / i if i else now - epoch_start
             remaining = (steps - i - 1) + (cfg.epochs - self.epoch - 1) * steps
             val_time = self.last_val.seconds if self.last_val else 0.0
             eta = remaining * step_time + (cfg.epochs - self.epoch) * val_time

@@ -1,0 +1,410 @@
+"""The training engine against independent references: the timm/Swin LR curve written out by hand, PyTorch's
+AdamW and clip_grad_norm_, numpy losses and metrics, and the checkpoint files on disk."""
+import math
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn
+
+from src import config as config_module
+from src.checkpoint import CheckpointError, read_sidecar, sha256_file
+from src.config import AUG_KEYS, KEYS, ConfigError, dump_config, load_config, model_kwargs
+from src.engine import (EMA, LR_LIF, LR_MAIN, AdamW, CheckpointManager, CosineWarmupSchedule, TrainStep,
+                        batch_metrics, build_param_groups, load_train_state, scale_lr, soft_target_cross_entropy)
+from tests.conftest import REPO_ROOT
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def pynative():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+# ----------------------------------------------------------------------------------------------- schedule
+
+def test_schedule_warmup_end_and_final_step():
+    # 5 warmup steps of 20; the cosine spans all 20 steps (timm CosineLRScheduler, warmup_prefix=False).
+    s = CosineWarmupSchedule(peak_lr=1e-3, warmup_lr=1e-6, min_lr=1e-5, warmup_steps=5, total_steps=20)
+    assert s(0) == pytest.approx(1e-6)
+    assert s(4) == pytest.approx(1e-6 + 4 * (1e-3 - 1e-6) / 5)  # last warmup step
+    assert s(5) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 5 / 20)))  # warmup end
+    assert s(19) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 19 / 20)))  # final step
+    assert s(19) == pytest.approx(1.6094e-5, rel=1e-4)
+    assert s(1000) == s(19)  # past the end: the final value
+    lif = s.with_peak(1e-4)
+    assert lif(4) == pytest.approx(1e-6 + 4 * (1e-4 - 1e-6) / 5)
+    assert lif(10) == pytest.approx(1e-5 + (1e-4 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 10 / 20)))
+
+
+def test_schedule_without_warmup_and_bad_values():
+    s = CosineWarmupSchedule(1e-3, 0.0, 0.0, warmup_steps=0, total_steps=4)
+    assert [s(i) for i in range(4)] == pytest.approx([1e-3, 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 5e-4,
+                                                      1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    with pytest.raises(ValueError, match="warmup_steps"):
+        CosineWarmupSchedule(1e-3, 0.0, 0.0, warmup_steps=5, total_steps=4)
+    with pytest.raises(ValueError, match="at least one step"):
+        CosineWarmupSchedule(1e-3, 0.0, 0.0, warmup_steps=0, total_steps=0)
+
+
+def test_lr_scaling():
+    assert scale_lr(5e-4, 1024, 512, "linear") == pytest.approx(1e-3)  # the recipe: 8 x 128 images
+    assert scale_lr(5e-4, 1024, 512, "none") == 5e-4
+    with pytest.raises(ValueError, match="lr_scale"):
+        scale_lr(5e-4, 1024, 512, "sqrt")
+
+
+# ----------------------------------------------------------------------------------------------- param groups
+
+def _tiny_snnmlp(**kwargs):
+    from src.snn_mlp import create_model
+
+    args = dict(num_classes=3, image_size=32, embed_dim=8, depths=(1, 1, 1, 1), lif=4, lif_backend="primitive")
+    args.update(kwargs)
+    return create_model("snnmlp", **args)
+
+
+def test_param_groups_membership():
+    net = _tiny_snnmlp()
+    groups = {g.name: g for g in build_param_groups(net, 0.05, lif_weight_decay=0.0)}
+    names = {name: {p.name for p in g.params} for name, g in groups.items()}
+    every = {p.name for p in net.trainable_params()}
+    assert names["decay"] | names["no_decay"] | names["lif"] == every
+    assert sum(len(v) for v in names.values()) == len(every)  # disjoint
+    assert names["lif"] == {n for n in every if n.endswith((".tau", ".Vth"))}
+    assert len(names["lif"]) == 4 * 2 * 2  # 4 blocks x (lif1, lif2) x (tau, Vth)
+    assert all(n.endswith((".bias", ".gamma", ".beta")) for n in names["no_decay"])
+    assert {n for n in every if n.endswith((".bias", ".gamma", ".beta"))} == names["no_decay"]
+    assert "head.weight" in names["decay"] and "patch_embed.proj.weight" in names["decay"]
+    assert "0.blocks.0.lif_module.conv1.weight" in names["decay"]
+    assert (groups["decay"].weight_decay, groups["no_decay"].weight_decay, groups["lif"].weight_decay) == (0.05, 0, 0)
+    assert (groups["decay"].lr_slot, groups["no_decay"].lr_slot, groups["lif"].lr_slot) == (LR_MAIN, LR_MAIN, LR_LIF)
+
+
+def test_param_groups_original_decay_and_fixed_lif():
+    net = _tiny_snnmlp(lif_fix_tau=True, lif_fix_vth=True)
+    groups = {g.name: g for g in build_param_groups(net, 0.05, filter_bias_and_bn=False)}
+    assert set(groups) == {"decay"}  # fixed tau/Vth are no parameters; biases decay as in the original
+    assert len(groups["decay"].params) == len(net.trainable_params())
+
+
+# ----------------------------------------------------------------------------------------------- AdamW vs torch
+
+def test_adamw_matches_torch():
+    rng = np.random.default_rng(0)
+    shapes = {"w": (4, 3), "b": (3,), "tau": (1,)}
+    init = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    ms_params = {k: Parameter(Tensor(v), name=k) for k, v in init.items()}
+    from src.engine import ParamGroup
+
+    groups = [ParamGroup("decay", [ms_params["w"]], 0.05, LR_MAIN), ParamGroup("no_decay", [ms_params["b"]], 0.0, LR_MAIN),
+              ParamGroup("lif", [ms_params["tau"]], 0.01, LR_LIF)]
+    opt = AdamW(groups, 0.9, 0.999, 1e-8)
+    t_params = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in init.items()}
+    t_opt = torch.optim.AdamW([{"params": [t_params["w"]], "weight_decay": 0.05},
+                               {"params": [t_params["b"]], "weight_decay": 0.0},
+                               {"params": [t_params["tau"]], "weight_decay": 0.01}], betas=(0.9, 0.999), eps=1e-8)
+    for step in range(4):
+        lr_main, lr_lif = 1e-2 * (step + 1), 3e-3 / (step + 1)
+        grads = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+        opt(tuple(Tensor(grads[k]) for k in ("w", "b", "tau")), Tensor(np.array([lr_main, lr_lif], np.float32)))
+        for i, group in enumerate(t_opt.param_groups):
+            group["lr"] = lr_lif if i == 2 else lr_main
+        for k, p in t_params.items():
+            p.grad = torch.tensor(grads[k])
+        t_opt.step()
+        for k in shapes:
+            np.testing.assert_allclose(ms_params[k].asnumpy(), t_params[k].detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert int(opt.adam_step.asnumpy()) == 4
+    assert {p.name for p in opt.exp_avg} == {"adam_m.w", "adam_m.b", "adam_m.tau"}
+
+
+# ----------------------------------------------------------------------------------------------- train step vs torch
+
+class _Mlp(nn.Cell):
+    def __init__(self, w1, b1, w2):
+        super().__init__()
+        self.fc1 = nn.Dense(5, 6, weight_init=Tensor(w1), bias_init=Tensor(b1))
+        self.fc2 = nn.Dense(6, 3, weight_init=Tensor(w2), has_bias=False)
+        self.act = nn.Tanh()
+
+    def construct(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _torch_step(w1, b1, w2, x, y, lr, clip):
+    params = [torch.nn.Parameter(torch.tensor(v)) for v in (w1, b1, w2)]
+    logits = torch.tanh(torch.tensor(x) @ params[0].T + params[1]) @ params[2].T
+    loss = torch.sum(-torch.tensor(y) * torch.log_softmax(logits, -1), -1).mean()
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, clip)
+    opt = torch.optim.AdamW([{"params": [params[0], params[2]], "weight_decay": 0.05},
+                             {"params": [params[1]], "weight_decay": 0.0}], lr=lr)
+    opt.step()
+    return float(loss.detach()), float(norm), [p.detach().numpy() for p in params]
+
+
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
+def test_train_step_matches_torch(mode):
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(1)
+    w1, b1, w2 = (rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6,), (3, 6)))
+    x = rng.standard_normal((8, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)] * 0.9 + 0.1 / 3  # smoothed soft targets
+    net = _Mlp(w1, b1, w2)
+    step = TrainStep(net, AdamW(build_param_groups(net, 0.05)), clip_grad=0.5, loss_scale=128.0)
+    loss, norm, finite = step(Tensor(x), Tensor(y), Tensor(np.array([0.01, 0.0], np.float32)))
+    t_loss, t_norm, t_params = _torch_step(w1, b1, w2, x, y, 0.01, 0.5)
+    assert bool(finite.asnumpy())
+    assert float(loss.asnumpy()) == pytest.approx(t_loss, rel=1e-5)
+    assert float(norm.asnumpy()) == pytest.approx(t_norm, rel=1e-4)
+    assert t_norm > 0.5  # the clip was active
+    for param, expected in zip((net.fc1.weight, net.fc1.bias, net.fc2.weight), t_params):
+        np.testing.assert_allclose(param.asnumpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_skips_non_finite_and_adjusts_dynamic_scale():
+    rng = np.random.default_rng(2)
+    net = _Mlp(*(rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6,), (3, 6))))
+    before = [p.asnumpy().copy() for p in net.trainable_params()]
+    step = TrainStep(net, AdamW(build_param_groups(net, 0.05)), clip_grad=5.0, loss_scale=1024.0,
+                     loss_scale_type="dynamic", scale_factor=2.0, scale_window=2)
+    y = Tensor(np.eye(3, dtype=np.float32)[[0, 1]])
+    lrs = Tensor(np.array([0.1, 0.1], np.float32))
+    bad = np.ones((2, 5), np.float32)
+    bad[0, 0] = np.nan
+    _, _, finite = step(Tensor(bad), y, lrs)
+    assert not bool(finite.asnumpy())
+    assert float(step.loss_scale.asnumpy()) == 512.0
+    assert int(step.optimizer.adam_step.asnumpy()) == 0
+    for param, old in zip(net.trainable_params(), before):
+        np.testing.assert_array_equal(param.asnumpy(), old)
+    good = Tensor(np.ones((2, 5), np.float32))
+    step(good, y, lrs)
+    assert float(step.loss_scale.asnumpy()) == 512.0
+    step(good, y, lrs)  # second finite step in a row: the window is full
+    assert float(step.loss_scale.asnumpy()) == 1024.0
+    assert int(step.optimizer.adam_step.asnumpy()) == 2
+
+
+def test_ema_follows_its_formula_and_swaps():
+    param = Parameter(Tensor(np.array([1.0, 2.0], np.float32)), name="p")
+    ema = EMA([param], decay=0.5)
+    expected = np.array([1.0, 2.0])
+    for n, value in enumerate(([3.0, 0.0], [5.0, 4.0], [-1.0, 1.0])):
+        param.set_data(Tensor(np.array(value, np.float32)))
+        ema()
+        decay = min(0.5, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * np.array(value)
+    np.testing.assert_allclose(ema.shadows[0].asnumpy(), expected, rtol=1e-6)
+    assert ema.shadows[0].name == "ema.p"
+    ema.swap()
+    np.testing.assert_allclose(param.asnumpy(), expected, rtol=1e-6)
+    ema.swap()
+    np.testing.assert_array_equal(param.asnumpy(), [-1.0, 1.0])
+
+
+# ----------------------------------------------------------------------------------------------- losses and metrics
+
+def test_soft_target_cross_entropy_ignores_empty_rows():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((4, 5)).astype(np.float32)
+    targets = rng.dirichlet(np.ones(5), 4).astype(np.float32)
+    targets[2] = 0.0  # an unreadable image
+    got = float(soft_target_cross_entropy(Tensor(logits), Tensor(targets)).asnumpy())
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    rows = [0, 1, 3]
+    assert got == pytest.approx(float(np.mean([-(targets[r] * log_probs[r]).sum() for r in rows])), rel=1e-5)
+
+
+def test_batch_metrics_against_a_loop():
+    rng = np.random.default_rng(4)
+    logits = rng.integers(0, 4, (40, 7)).astype(np.float32)  # small integers: many ties
+    labels = rng.integers(-1, 7, 40)
+    top1 = top5 = loss = count = skipped = 0
+    for row, label in zip(logits, labels):
+        if label < 0:
+            skipped += 1
+            continue
+        count += 1
+        order = sorted(range(7), key=lambda c: (-row[c], c))  # stable: ties to the lower index, like argmax
+        top1 += order[0] == label
+        top5 += label in order[:5]
+        loss += math.log(sum(math.exp(v) for v in row)) - row[label]
+    got = batch_metrics(logits, labels, topk=5)
+    np.testing.assert_allclose(got, [top1, top5, loss, count, skipped], rtol=1e-12)
+    assert batch_metrics(logits[:, :3], np.zeros(40), topk=5)[1] == 40  # k capped at the class count
+    with pytest.raises(ValueError, match="out of range"):
+        batch_metrics(logits, np.full(40, 7))
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+def _state(value=0.0):
+    return {"w": Parameter(Tensor(np.full((2, 3), value, np.float32)), name="w"),
+            "adam_m.w": Parameter(Tensor(np.full((2, 3), value + 1, np.float32)), name="adam_m.w")}
+
+
+def test_epoch_checkpoints_are_atomic_verified_and_pruned(tmp_path):
+    manager = CheckpointManager(str(tmp_path), "snnmlp", keep_max=2)
+    for epoch in range(1, 5):
+        path = manager.save_epoch(_state(epoch), epoch, 7, {"epoch_num": epoch, "step_num": 7 * epoch})
+        assert read_sidecar(path) == sha256_file(path)
+    assert sorted(os.listdir(tmp_path)) == ["snnmlp-3_7.ckpt", "snnmlp-3_7.ckpt.sha256", "snnmlp-4_7.ckpt",
+                                            "snnmlp-4_7.ckpt.sha256"]
+    state = _state()
+    counters = load_train_state(state, manager.latest_complete())
+    assert counters == {"epoch_num": 4, "step_num": 28}
+    assert state["w"].asnumpy()[0, 0] == 4.0 and state["adam_m.w"].asnumpy()[0, 0] == 5.0
+
+
+def test_a_crash_during_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    manager = CheckpointManager(str(tmp_path), "snnmlp", keep_max=3)
+    good = manager.save_epoch(_state(1), 1, 7, {"epoch_num": 1, "step_num": 7})
+
+    def crash(save_obj, path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ms, "save_checkpoint", crash)
+    with pytest.raises(CheckpointError, match="No space left"):
+        manager.save_epoch(_state(2), 2, 7, {"epoch_num": 2, "step_num": 14})
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["snnmlp-1_7.ckpt", "snnmlp-1_7.ckpt.sha256"]  # no partial file
+    assert manager.latest_complete() == good
+
+
+def test_resume_skips_incomplete_and_corrupt_checkpoints(tmp_path):
+    manager = CheckpointManager(str(tmp_path), "snnmlp", keep_max=5)
+    good = manager.save_epoch(_state(1), 1, 7, {"epoch_num": 1, "step_num": 7})
+    corrupt = manager.save_epoch(_state(2), 2, 7, {"epoch_num": 2, "step_num": 14})
+    with open(corrupt, "r+b") as f:
+        f.seek(40)
+        f.write(b"\x00\x01\x02")
+    (tmp_path / "snnmlp-3_7.ckpt").write_bytes(b"no sidecar: an interrupted save")
+    assert manager.latest_complete() == good
+
+
+def test_load_train_state_is_all_or_nothing(tmp_path):
+    manager = CheckpointManager(str(tmp_path), "snnmlp")
+    path = manager.save_epoch(_state(3), 1, 7, {"epoch_num": 1, "step_num": 7})
+    state = {"w": Parameter(Tensor(np.zeros((2, 3), np.float32)), name="w"),
+             "adam_m.w": Parameter(Tensor(np.zeros((3, 3), np.float32)), name="adam_m.w")}
+    with pytest.raises(CheckpointError, match="another shape"):
+        load_train_state(state, path)
+    assert not state["w"].asnumpy().any()  # nothing assigned
+    weights_only = str(tmp_path / "weights.ckpt")
+    from src.checkpoint import save_checkpoint_atomic
+
+    save_checkpoint_atomic({"w": _state()["w"]}, weights_only)
+    with pytest.raises(CheckpointError, match="--ckpt_path"):
+        load_train_state(_state(), weights_only)
+
+
+def test_initial_weights_for_fine_tuning_keep_a_new_head(tmp_path):
+    from src.checkpoint import save_checkpoint_atomic
+    from src.engine.trainer import load_initial_weights
+
+    source = _tiny_snnmlp(num_classes=3)
+    path = str(tmp_path / "pretrained.ckpt")
+    save_checkpoint_atomic(source, path)
+    target = _tiny_snnmlp(num_classes=5)
+    head_before = target.head.weight.asnumpy().copy()
+    load_initial_weights(target, path)
+    np.testing.assert_array_equal(target.head.weight.asnumpy(), head_before)
+    weights = {p.name: p.asnumpy() for p in source.get_parameters()}
+    for param in target.get_parameters():
+        if not param.name.startswith("head."):
+            np.testing.assert_array_equal(param.asnumpy(), weights[param.name], err_msg=param.name)
+    with pytest.raises(CheckpointError, match="does not fit the network"):
+        load_initial_weights(_tiny_snnmlp(num_classes=3, embed_dim=16), path)
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+def test_config_defaults_overrides_and_types():
+    cfg = load_config([])
+    assert cfg.config_path == os.path.join(str(REPO_ROOT), "config", "snnmlp_digits.yaml")
+    assert (cfg.model, cfg.num_classes, cfg.depths, cfg.dataset_path) == ("snnmlp", 10, [1, 1, 2, 1], None)
+    cfg = load_config(["--depths", "2,2,6,2", "--lr=3e-4", "--ema", "true", "--dataset_path", "/data",
+                       "--betas", "[0.8, 0.99]", "--mode", "pynative", "--auto_augment", "null",
+                       "--ckpt_save_dir", "out"])
+    assert cfg.depths == [2, 2, 6, 2] and cfg.lr == 3e-4 and cfg.ema is True and cfg.dataset_path == "/data"
+    assert cfg.betas == [0.8, 0.99] and cfg.mode == "PYNATIVE" and cfg.auto_augment is None
+    assert cfg.output_dir == "out"
+    assert set(cfg.cli_keys) == {"depths", "lr", "ema", "dataset_path", "betas", "mode", "auto_augment", "output_dir"}
+    assert model_kwargs(cfg)["depths"] == (2, 2, 6, 2)
+    assert "embed_dim" not in model_kwargs(load_config(["--config_path", "config/snnmlp_t_imagenet_gpu.yaml"]))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learning_rate", "1"], "unknown config key 'learning_rate'.*Valid keys: model, num_classes"),
+    (["--epoch", "3"], "did you mean epochs"),
+    (["--epochs", "three"], "epochs: expected an integer"),
+    (["--ema", "maybe"], "ema: expected true or false"),
+    (["--mode", "eager"], "mode: 'eager' is not one of GRAPH, PYNATIVE"),
+    (["--epochs", "2", "--warmup_epochs", "5"], "warmup_epochs .5. exceeds epochs .2."),
+    (["--num_classes", "null"], "num_classes must be set"),
+    (["stray"], "unexpected argument 'stray'"),
+    (["--config_path", "config/nope.yaml"], "config file not found"),
+])
+def test_config_errors_are_clear(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(argv)
+
+
+def test_config_yaml_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: snnmlp_t\nlearning_rate: 1e-3\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'learning_rate' in .*bad.yaml"):
+        load_config(["--config_path", str(bad)])
+    sci = tmp_path / "sci.yaml"
+    sci.write_text("lr: 5e-4\n")  # YAML 1.1 reads this as a string
+    assert load_config(["--config_path", str(sci)]).lr == 5e-4
+
+
+def test_help_lists_every_key_with_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_config(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for key in KEYS.values():
+        assert f"--{key.name}" in text
+        assert " ".join(key.help.split()) in text
+    assert "(default: 1,1,2,1)" in text  # the depths of the default YAML
+
+
+def test_config_resolves_from_any_directory_and_round_trips(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(["--config_path", "config/snnmlp_b_imagenet_ascend.yaml", "--lr", "1e-3"])
+    saved = tmp_path / "config.yaml"
+    config_module.save_config(cfg, str(saved))
+    again = load_config(["--config_path", str(saved)])
+    for name in KEYS:
+        assert getattr(again, name) == getattr(cfg, name), name
+    assert yaml.safe_load(dump_config(cfg))["lr"] == 1e-3
+
+
+def test_aug_keys_are_the_pipeline_keys():
+    from src.dataset import DEFAULT_AUG
+
+    assert set(AUG_KEYS) == set(DEFAULT_AUG)
+
+
+@pytest.mark.parametrize("variant, drop_path", [("t", 0.2), ("s", 0.3), ("b", 0.5)])
+@pytest.mark.parametrize("device, amp", [("ascend", "O2"), ("gpu", "O1")])
+def test_imagenet_configs_carry_the_original_recipe(variant, drop_path, device, amp):
+    cfg = load_config(["--config_path", f"config/snnmlp_{variant}_imagenet_{device}.yaml"])
+    assert (cfg.model, cfg.drop_path_rate, cfg.amp_level) == (f"snnmlp_{variant}", drop_path, amp)
+    assert (cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.base_batch_size, cfg.lr_scale) == (300, 20, 5e-4, 512, "linear")
+    assert (cfg.warmup_lr, cfg.min_lr, cfg.weight_decay, cfg.clip_grad, cfg.batch_size) == (5e-7, 5e-6, 0.05, 5.0, 128)
+    assert (cfg.lif, cfg.lif_init_tau, cfg.lif_init_vth, cfg.lif_lr, cfg.lif_weight_decay) == (4, 0.25, 0.1, 1e-4, 0.0)
+    assert (cfg.label_smoothing, cfg.mixup, cfg.cutmix, cfg.reprob) == (0.1, 0.8, 1.0, 0.25)
+    assert (cfg.auto_augment, cfg.betas, cfg.eps, cfg.image_size) == ("rand-m9-mstd0.5-inc1", [0.9, 0.999], 1e-8, 224)
