@@ -237,6 +237,24 @@ def test_float16_conversions_of_the_kernel(mode):
         assert out.view(np.uint16)[0, 0, 0, 0] == expected.view(np.uint16), vth
 
 
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE], indirect=True)
+def test_input_types_the_kernel_lacks_take_the_primitive(mode, monkeypatch):
+    # As on Ascend, whose operator has no bfloat16: such inputs must not reach the kernel.
+    monkeypatch.setitem(lif.KERNEL_DTYPES, "CPU", ("float32",))
+    scan = LIFScan(4, 3, "custom")
+
+    def kernel_must_not_run(*_):
+        raise AssertionError("the kernel got an input type it does not take")
+
+    scan.kernel = kernel_must_not_run
+    x32, _ = _data(SHAPES[0], seed=9)
+    x = Tensor(x32, ms.float16)
+    out = scan(x, _scalar(TAU), _scalar(VTH)).float().asnumpy()
+    np.testing.assert_allclose(out, lif_forward_np(x.float().asnumpy(), TAU, VTH, 4, 3), rtol=2.0 ** -10, atol=1e-3)
+    with pytest.raises(AssertionError, match="does not take"):
+        scan(Tensor(x32), _scalar(TAU), _scalar(VTH))
+
+
 # ------------------------------------------------------------------ errors and back-end choice
 
 

@@ -4,7 +4,8 @@
 
 * ``"custom"``: the aot kernel of the device target (CPU: ``kernels/lif_cpu.cc`` built with g++ on first use;
   GPU: ``kernels/lif_cuda.cu`` built with nvcc or prebuilt by ``scripts/build_cuda_kernels.sh``; Ascend: the
-  AscendC operator installed under ``ASCEND_CUSTOM_OPP_PATH``), or a clear error when it cannot be had;
+  AscendC operator installed under ``ASCEND_CUSTOM_OPP_PATH``), or a clear error when it cannot be had. An
+  input type the kernel lacks (bfloat16 on Ascend) takes the primitive scan;
 * ``"primitive"``: plain MindSpore operators (``primitive.py``), what MINDIR/ONNX export uses;
 * ``"auto"``: the kernel when it can be had, else the primitive.
 
@@ -17,7 +18,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore import dtype as mstype
 
-from src.lif.custom import KernelBuildError, find_ascend_op, make_custom_ops
+from src.lif.custom import KERNEL_DTYPES, KernelBuildError, find_ascend_op, make_custom_ops
 from src.lif.primitive import lif_scan_primitive
 
 __all__ = ["LIFScan", "BACKENDS", "KernelBuildError"]
@@ -67,6 +68,7 @@ class LIFScan(nn.Cell):
         self.window = window
         self.axis = axis
         self.kernel = None
+        self.kernel_dtypes = ()  # storage types of x the kernel takes; others use the primitive scan
         self.backend = "identity" if window == -1 else self._choose(backend)
 
     def _choose(self, backend):
@@ -81,6 +83,7 @@ class LIFScan(nn.Cell):
                 raise
             _log_once(logging.WARNING, f"LIF scan back-end: MindSpore primitives, no {target} kernel ({err})")
             return "primitive"
+        self.kernel_dtypes = tuple(getattr(mstype, name) for name in KERNEL_DTYPES[target])
         _log_once(logging.INFO, f"LIF scan back-end: {target} aot kernel")
         return "custom"
 
@@ -96,7 +99,7 @@ class LIFScan(nn.Cell):
             raise ValueError(f"LIFScan tau and vth must hold one element each, got sizes {tau.size} and {vth.size}")
         if self.window == -1:
             return x
-        if self.kernel is None:
+        if self.kernel is None or x.dtype not in self.kernel_dtypes:
             return lif_scan_primitive(x, tau, vth, self.window, self.axis)
         # The kernels take float32 scalars whatever the precision of x (mixed precision casts parameters).
         if tau.dtype != mstype.float32:

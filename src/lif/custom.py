@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "kernel_cache_dir",
+__all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "KERNEL_DTYPES", "kernel_cache_dir",
            "library_path", "build_library", "find_ascend_op", "make_custom_ops"]
 
 logger = logging.getLogger("snn_mlp")
@@ -37,6 +37,10 @@ FORWARD_SYMBOL = "LifScanForward"
 BACKWARD_SYMBOL = "LifScanBackward"
 ASCEND_OP_NAME = "LifScanCustom"
 ASCEND_GRAD_OP_NAME = "LifScanGradCustom"
+SCALAR_NAMES = ("tau", "vth", "dtau", "dvth")
+# Storage types of x each kernel takes (tau/vth are always float32).
+KERNEL_DTYPES = {"CPU": ("float32", "float16", "bfloat16"), "GPU": ("float32", "float16", "bfloat16"),
+                 "Ascend": ("float32", "float16")}
 
 
 class KernelBuildError(RuntimeError):
@@ -181,7 +185,14 @@ def _reg_info(op_name, target, inputs, outputs, window, axis):
         reg = reg.input(index, name)
     for index, name in enumerate(outputs):
         reg = reg.output(index, name)
-    reg = reg.dtype_format(*([DataType.None_None] * (len(inputs) + len(outputs))))
+    names = inputs + outputs
+    if target == "Ascend":
+        # The AscendC operators are built for these combinations only: x-like tensors in float16 or float32,
+        # the scalars (tau, vth, dtau, dvth) always float32.
+        for x_type in (DataType.F16_Default, DataType.F32_Default):
+            reg = reg.dtype_format(*[DataType.F32_Default if n in SCALAR_NAMES else x_type for n in names])
+    else:
+        reg = reg.dtype_format(*([DataType.None_None] * len(names)))
     reg = reg.attr("window", "required", "int", value=window).attr("axis", "required", "int", value=axis)
     return reg.target(target).get_op_info()
 
@@ -211,7 +222,7 @@ def make_custom_ops(window, axis, target):
     fwd_io = (("x", "tau", "vth"), ("out",))
     bwd_io = (("x", "tau", "vth", "dout"), ("dx", "dtau", "dvth"))
     if target == "Ascend":
-        # The AscendC operators are called by name; their shapes are inferred here in Python.
+        # The AscendC operators are called by name (aclnn<name>); their shapes are inferred here in Python.
         fwd_func, bwd_func = ASCEND_OP_NAME, ASCEND_GRAD_OP_NAME
         fwd_shape, bwd_shape = _same_as_x, _backward_shapes
     elif target in ("CPU", "GPU"):
@@ -221,15 +232,17 @@ def make_custom_ops(window, axis, target):
     else:
         raise KernelBuildError(f"no LIF kernel for device target {target!r}")
 
+    reg_names = (ASCEND_OP_NAME, ASCEND_GRAD_OP_NAME) if target == "Ascend" else \
+        (f"lif_scan_{target.lower()}", f"lif_scan_grad_{target.lower()}")
     backward = ops.Custom(bwd_func, out_shape=bwd_shape, out_dtype=_backward_dtypes, func_type="aot",
-                          reg_info=_reg_info(f"lif_scan_grad_{target.lower()}", target, *bwd_io, window, axis))
+                          reg_info=_reg_info(reg_names[1], target, *bwd_io, window, axis))
 
     def bprop(x, tau, vth, out, dout):
         dx, dtau, dvth = backward(x, tau, vth, dout)
         return dx, dtau, dvth
 
     forward = ops.Custom(fwd_func, out_shape=fwd_shape, out_dtype=_same_as_x, func_type="aot", bprop=bprop,
-                         reg_info=_reg_info(f"lif_scan_{target.lower()}", target, *fwd_io, window, axis))
+                         reg_info=_reg_info(reg_names[0], target, *fwd_io, window, axis))
     return forward, backward
 
 

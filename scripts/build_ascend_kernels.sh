@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Build and install the AscendC LIF operators (src/lif/kernels/ascend) with MindSpore's custom_compiler.
+# Runs on an Ascend host with CANN and MindSpore installed; afterwards LIFScan(backend="auto"/"custom") uses
+# them once ASCEND_CUSTOM_OPP_PATH holds the printed directory (see docs/KERNELS.md).
+#
+# Usage: scripts/build_ascend_kernels.sh [options]
+#   --install-path DIR   where the operator package is installed
+#                        (default: $SNNMLP_HOME/ascend_opp, else ~/.cache/snn_mlp/ascend_opp)
+#   --soc-version SOCS   target SoCs, ';'-separated, e.g. ascend910b (default: the compiler's list)
+#   --cann PATH          CANN toolkit (default: $ASCEND_HOME_PATH, else /usr/local/Ascend/ascend-toolkit/latest)
+#   --vendor NAME        vendor name of the package (default: snn_mlp)
+#   -h, --help           show this help
+set -euo pipefail
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+
+install_path="${SNNMLP_HOME:-$HOME/.cache/snn_mlp}/ascend_opp"
+soc_version=""
+cann="${ASCEND_HOME_PATH:-/usr/local/Ascend/ascend-toolkit/latest}"
+vendor="snn_mlp"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --install-path) install_path="${2:?--install-path needs a directory}"; shift 2 ;;
+    --soc-version) soc_version="${2:?--soc-version needs a value}"; shift 2 ;;
+    --cann) cann="${2:?--cann needs a path}"; shift 2 ;;
+    --vendor) vendor="${2:?--vendor needs a name}"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ ! -d "$cann" ]]; then
+  echo "error: no CANN toolkit at '$cann'; install CANN or pass --cann PATH" >&2
+  exit 1
+fi
+if ! command -v cmake >/dev/null 2>&1; then
+  echo "error: cmake (3.16 or newer) is not on PATH" >&2
+  exit 1
+fi
+compiler="$(python3 -c 'import os, mindspore; print(os.path.join(os.path.dirname(mindspore.__file__), "lib", "plugin", "ascend", "custom_compiler"))')" || {
+  echo "error: MindSpore is not importable by python3" >&2
+  exit 1
+}
+if [[ ! -f "$compiler/setup.py" ]]; then
+  echo "error: this MindSpore has no custom_compiler ($compiler)" >&2
+  exit 1
+fi
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$install_path"
+install_path="$(cd "$install_path" && pwd)"
+# custom_compiler writes its project next to itself: work on a private copy.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp -r "$compiler" "$work/custom_compiler"
+
+args=(--op_host_path="$repo/src/lif/kernels/ascend/op_host"
+      --op_kernel_path="$repo/src/lif/kernels/ascend/op_kernel"
+      --vendor_name="$vendor" --ascend_cann_package_path="$cann" --install_path="$install_path" --install)
+[[ -n "$soc_version" ]] && args+=(--soc_version="$soc_version")
+
+echo "building the AscendC LIF operators (LifScanCustom, LifScanGradCustom) with $cann ..."
+(cd "$work/custom_compiler" && python3 setup.py "${args[@]}")
+
+opp="$install_path/vendors/$vendor"
+if [[ ! -f "$opp/op_api/include/aclnn_lif_scan_custom.h" ]]; then
+  echo "error: the build finished but $opp holds no aclnn_lif_scan_custom.h; see the log above" >&2
+  exit 1
+fi
+echo
+echo "Installed in $opp. To use the operators:"
+echo "  export ASCEND_CUSTOM_OPP_PATH=$opp:\${ASCEND_CUSTOM_OPP_PATH:-}"
