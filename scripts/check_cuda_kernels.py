@@ -10,7 +10,6 @@ window and axis as plain arguments), on PyTorch CUDA tensors and PyTorch's curre
 CUDA and numpy. Exit status 0 when every correctness case passes (the timings are reported, not judged).
 """
 import argparse
-import ctypes
 import importlib.util
 import sys
 import time
@@ -46,41 +45,23 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
+def _handle(tensor):
+    """(pointer, shape, dtype name) of a torch tensor, as StandaloneKernel takes it."""
+    return tensor.data_ptr(), tuple(tensor.shape), str(tensor.dtype).replace("torch.", "")
+
+
 class Kernel:
-    """ctypes view of the library's standalone entry points."""
+    """The CUDA library on torch tensors and torch's current stream."""
 
-    def __init__(self, path):
-        self.lib = ctypes.CDLL(str(path))
-        signature = [ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int),
-                     ctypes.POINTER(ctypes.POINTER(ctypes.c_int64)), ctypes.POINTER(ctypes.c_char_p),
-                     ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-        for name in ("LifScanForwardStandalone", "LifScanBackwardStandalone"):
-            getattr(self.lib, name).argtypes = signature
-            getattr(self.lib, name).restype = ctypes.c_int
-        self.lib.LifScanWorkspaceBytes.restype = ctypes.c_int64
-        self.workspace_bytes = self.lib.LifScanWorkspaceBytes()
-
-    @staticmethod
-    def _call(function, tensors, window, axis):
-        import torch
-
-        count = len(tensors)
-        params = (ctypes.c_void_p * count)(*[t.data_ptr() for t in tensors])
-        shapes = [(ctypes.c_int64 * max(1, t.dim()))(*t.shape) for t in tensors]
-        shape_ptrs = (ctypes.POINTER(ctypes.c_int64) * count)(
-            *[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shapes])
-        ndims = (ctypes.c_int * count)(*[t.dim() for t in tensors])
-        dtypes = (ctypes.c_char_p * count)(*[str(t.dtype).replace("torch.", "").encode() for t in tensors])
-        stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-        status = function(count, params, ndims, shape_ptrs, dtypes, stream, window, axis)
-        if status != 0:
-            raise RuntimeError(f"{function.__name__} returned {status} (reason on stderr)")
+    def __init__(self, standalone):
+        self.standalone = standalone
 
     def forward(self, x, tau, vth, window, axis):
         import torch
 
         out = torch.empty_like(x)
-        self._call(self.lib.LifScanForwardStandalone, [x, tau, vth, out], window, axis)
+        self.standalone.forward(_handle(x), _handle(tau), _handle(vth), _handle(out), window, axis,
+                                stream=torch.cuda.current_stream().cuda_stream)
         return out
 
     def backward(self, x, tau, vth, dout, window, axis):
@@ -89,10 +70,10 @@ class Kernel:
         dx = torch.empty_like(x)
         dtau = torch.empty(1, device=x.device)
         dvth = torch.empty(1, device=x.device)
-        workspace = torch.empty(max(1, self.workspace_bytes), dtype=torch.uint8, device=x.device)
-        # The workspace follows the outputs, as MindSpore appends it; shapes/dtypes cover inputs and outputs only.
-        self._call(self.lib.LifScanBackwardStandalone, [x, tau, vth, dout, dx, dtau, dvth, workspace], window,
-                   axis)
+        workspace = torch.empty(max(1, self.standalone.workspace_bytes), dtype=torch.uint8, device=x.device)
+        self.standalone.backward(_handle(x), _handle(tau), _handle(vth), _handle(dout), _handle(dx), _handle(dtau),
+                                 _handle(dvth), window, axis, stream=torch.cuda.current_stream().cuda_stream,
+                                 workspace=_handle(workspace))
         return dx, dtau, dvth
 
 
@@ -184,9 +165,9 @@ def main(argv=None):
     if not torch.cuda.is_available():
         print("error: no CUDA device visible to PyTorch", file=sys.stderr)
         return 1
+    custom = _load_module("lif_custom", REPO / "src" / "lif" / "custom.py")
     library = args.lib
     if library is None:
-        custom = _load_module("lif_custom", REPO / "src" / "lif" / "custom.py")
         try:
             library = custom.build_library(custom.CUDA_RECIPE)
         except custom.KernelBuildError as err:
@@ -196,7 +177,7 @@ def main(argv=None):
         print(f"error: no library at {library}", file=sys.stderr)
         return 1
     print(f"library: {library}")
-    kernel = Kernel(library)
+    kernel = Kernel(custom.StandaloneKernel(library))
     reference = _load_module("lif_reference", REPO / "src" / "lif" / "reference.py")
     ok = check_correctness(kernel, reference)
     if not args.skip_bench:

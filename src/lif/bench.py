@@ -4,8 +4,9 @@
     python -m src.lif.bench --shape 128 96 56 56 --dtype float16 --device GPU
 
 Reports the wall time per call of: numpy ``x.copy()``, MindSpore ``x.copy()`` (PYNATIVE), a MindSpore copy op
-(``ops.deepcopy``) in the chosen mode, and per axis the forward and backward ops of each back-end. Each figure
-is the median over 5 batches of the mean time of ``--repeat`` back-to-back calls, waiting for the last one.
+(``ops.deepcopy``) in the chosen mode, per axis the forward and backward ops of each back-end, and on CPU the
+kernel alone (called through ctypes on numpy arrays, without the framework's per-op cost). Each figure is the
+median over 5 batches of the mean time of ``--repeat`` back-to-back calls, waiting for the last one.
 The copy is the floor for a scan that must read x once and write out once; the kernels aim to stay within 2x
 of it. On a busy machine the figures vary: compare rows of one run, not runs.
 """
@@ -55,13 +56,33 @@ def _time_ms(call, wait, repeat, batches=5):
     return statistics.median(means)
 
 
+def _kernel_only_rows(kernel, x, args):
+    """The CPU library on numpy arrays: the kernel's own time, threads included."""
+    def handle(array):
+        return array.ctypes.data, array.shape, str(array.dtype)
+
+    grad_out = np.ascontiguousarray(x[::-1])
+    out, dx = np.empty_like(x), np.empty_like(x)
+    tau, vth = np.array([0.25], np.float32), np.array([-1.0], np.float32)
+    dtau, dvth = np.zeros(1, np.float32), np.zeros(1, np.float32)
+    rows = []
+    for axis in args.axes:
+        rows.append((f"kernel only, forward axis {axis}", _time_ms(
+            lambda: kernel.forward(handle(x), handle(tau), handle(vth), handle(out), args.window, axis),
+            lambda _: None, args.repeat)))
+        rows.append((f"kernel only, backward axis {axis}", _time_ms(
+            lambda: kernel.backward(handle(x), handle(tau), handle(vth), handle(grad_out), handle(dx), handle(dtau),
+                                    handle(dvth), args.window, axis), lambda _: None, args.repeat)))
+    return rows
+
+
 def main(argv=None):
     args = _parse_args(argv)
     import mindspore as ms
     from mindspore import Tensor, nn, ops
 
     from src.lif import LIFScan
-    from src.lif.custom import make_custom_ops
+    from src.lif.custom import CPU_RECIPE, StandaloneKernel, build_library, make_custom_ops
 
     class Timed(nn.Cell):
         """One op as a Cell, so that GRAPH mode compiles it once."""
@@ -111,6 +132,8 @@ def main(argv=None):
             else:
                 rows.append((f"primitive forward, axis {axis}",
                              timed(LIFScan(args.window, axis, "primitive"), x, tau, vth)))
+    if args.device == "CPU" and "custom" in args.backends and args.dtype != "bfloat16":  # numpy has no bfloat16
+        rows += _kernel_only_rows(StandaloneKernel(build_library(CPU_RECIPE)), x_np.astype(args.dtype), args)
     numpy_copy = rows[0][1]
     print(f"LIF scan, shape {tuple(args.shape)} {args.dtype}, window {args.window}, {args.device}, "
           f"{args.mode} mode, {args.repeat} calls per batch")
