@@ -66,8 +66,8 @@ CPU_RECIPE = KernelRecipe(
     headers=("aot_extra.h", "lif_host.h"),
     compiler="g++",
     # -march=native lets the row loops use the widest vectors of this CPU; the hash keys the cache on the
-    # CPU, so a cache shared across machines holds one build per CPU model. -fopenmp-simd honours the simd
-    # pragmas (reductions) without linking an OpenMP runtime.
+    # CPU, so a cache shared across machines holds one build per CPU model. -fopenmp-simd honours the
+    # `omp simd` pragmas without linking an OpenMP runtime.
     flags=("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-pthread",
            "-D_GLIBCXX_USE_CXX11_ABI=0"),
     cpu_specific=True,

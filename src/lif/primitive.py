@@ -9,8 +9,8 @@ fire mask comes from ``Greater``, which has no gradient:
 * ``out = u*fire + vth*(1 - fire)``: d out/d u = fire, d out/d vth = 1 - fire;
 * ``o' = u*(1 - fire)``: the membrane carries ``tau*(1 - fire)`` back to the previous position.
 
-The blend by multiplication is exact for finite values (``u*1 + vth*0 == u``), so the forward equals the
-``fire ? u : vth`` of the kernels bit for bit.
+The blend by multiplication adds no rounding of its own for finite values (``u*1 + vth*0 == u``): it is the
+``fire ? u : vth`` of the kernels.
 
 The steps are unrolled into the graph from the size of the scan axis. With dynamic shapes
 (``set_inputs`` with ``None`` dims) MindSpore traces the graph again whenever that size changes.

@@ -15,9 +15,10 @@
 //
 // Work is split over the N*C planes across threads (SNNMLP_NUM_THREADS, default: all hardware threads). The
 // inner loops run along the contiguous W axis: the H scan advances whole rows of W membranes at a time; the W
-// scan walks each row window after window (with the window length a compile-time constant for small windows,
-// so the compiler can interleave independent windows). dtau/dvth are summed per plane in double and the plane
-// sums added in plane order, so the result does not depend on the thread count.
+// scan walks the windows of each row, and for windows of 2, 3, 4 and 8 (a compile-time length) the loop over
+// windows vectorises, each vector lane one window. Selects are branch-free (fire is a coin flip). dtau/dvth are
+// summed in float per column or block of windows, in double per plane, and the planes added in order, so the
+// result does not depend on the thread count.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
