@@ -50,8 +50,8 @@ def run(cfg):
     logger = logging.getLogger("snn_mlp")
     logger.info("config %s", cfg.config_path)
     sha = verify_file(cfg.ckpt_path, _expected_sha(cfg))
-    net = build_network(cfg, device_target)
-    metadata = load_checkpoint_strict(net, cfg.ckpt_path, sha, exclude=("ema.",))
+    model, net = build_network(cfg, device_target)
+    metadata = load_checkpoint_strict(model, cfg.ckpt_path, sha, exclude=("ema.",))
     logger.info("loaded %s (SHA-256 %s)%s", cfg.ckpt_path, sha,
                 f", epoch {metadata['epoch']}" if "epoch" in metadata else "")
     root = resolve_dataset(cfg)

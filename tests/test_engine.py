@@ -103,7 +103,8 @@ def test_adamw_matches_torch():
     ms_params = {k: Parameter(Tensor(v), name=k) for k, v in init.items()}
     from src.engine import ParamGroup
 
-    groups = [ParamGroup("decay", [ms_params["w"]], 0.05, LR_MAIN), ParamGroup("no_decay", [ms_params["b"]], 0.0, LR_MAIN),
+    groups = [ParamGroup("decay", [ms_params["w"]], 0.05, LR_MAIN),
+              ParamGroup("no_decay", [ms_params["b"]], 0.0, LR_MAIN),
               ParamGroup("lif", [ms_params["tau"]], 0.01, LR_LIF)]
     opt = AdamW(groups, 0.9, 0.999, 1e-8)
     t_params = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in init.items()}

@@ -40,7 +40,8 @@ def _tiny_args(data, out, *extra):
 def _step_log(out):
     """[(global step, lr)] of the per-step lines in train.log."""
     with open(os.path.join(out, "train.log"), encoding="utf-8") as f:
-        return [(int(m.group(1)), float(m.group(2))) for m in re.finditer(r"\(global (\d+)\) loss \S+ lr (\S+)", f.read())]
+        text = f.read()
+    return [(int(m.group(1)), float(m.group(2))) for m in re.finditer(r"\(global (\d+)\) .* lr (\S+) img", text)]
 
 
 def _weights(path):

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,8 +25,8 @@ from src.engine.optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups
 from src.engine.schedule import CosineWarmupSchedule, scale_lr
 from src.engine.step import TrainStep
 
-__all__ = ["train", "setup_context", "distributed_env", "init_distributed", "setup_logging", "resolve_dataset", "build_dataset",
-           "build_network", "load_initial_weights", "make_all_reduce", "TrainingError"]
+__all__ = ["train", "setup_context", "distributed_env", "init_distributed", "setup_logging", "resolve_dataset",
+           "build_dataset", "build_network", "load_initial_weights", "make_all_reduce", "TrainingError"]
 
 logger = logging.getLogger("snn_mlp")
 
@@ -134,17 +135,40 @@ def resolve_dataset(cfg):
     return path
 
 
-def build_network(cfg, device_target):
-    """The network of ``cfg`` with mixed precision applied (mixed precision is off on CPU)."""
-    from src.snn_mlp import create_model
+def build_network(cfg, device_target, workdir=None):
+    """``(model, net)``: the SNN-MLP of ``cfg``, and what to call for the forward pass, ``model`` itself or its
+    mixed-precision version (``amp_level`` O1/O2/O3 on GPU/Ascend; on CPU training stays in float32).
 
-    net = create_model(cfg.model, **model_kwargs(cfg))
-    if cfg.amp_level != "O0":
-        if device_target == "CPU":
-            logger.warning("amp_level %s ignored on CPU: training in float32", cfg.amp_level)
-        else:
-            net = ms.amp.auto_mixed_precision(net, cfg.amp_level)
-    return net
+    Both share the Parameters, whose names stay the official ones. O1 is MindSpore's source rewrite of the
+    network: it writes a ``rewritten_network/`` folder into the working directory, hence ``workdir``.
+    """
+    from src.snn_mlp import SNNMLP, create_model
+
+    model = create_model(cfg.model, **model_kwargs(cfg))
+    if cfg.amp_level == "O0":
+        return model, model
+    if device_target == "CPU":
+        logger.warning("amp_level %s ignored on CPU: computing in float32", cfg.amp_level)
+        return model, model
+    names = [(p.name, tuple(p.shape)) for p in model.get_parameters()]
+    cwd = os.getcwd()
+    try:
+        if workdir:
+            os.chdir(workdir)
+        net = ms.amp.auto_mixed_precision(model, cfg.amp_level)
+    except Exception as e:  # the rewrite behind O1 fails on Cells it cannot parse
+        raise ConfigError(f"amp_level {cfg.amp_level} cannot be applied to this network "
+                          f"({' '.join(str(e).split())[:300]}); use amp_level O2") from e
+    finally:
+        os.chdir(cwd)
+    params = list(net.get_parameters())
+    if [tuple(p.shape) for p in params] != [shape for _, shape in names]:
+        raise ConfigError(f"amp_level {cfg.amp_level} changed the network's parameters; use amp_level O2")
+    # O1 rebuilds the network class, whose parameters come back with their structural names.
+    for param, (name, _) in zip(params, names):
+        param.name = name
+    # O2/O3 wrap `model` (same Parameters); O1 returns a rebuilt SNN-MLP that replaces it.
+    return (net if isinstance(net, SNNMLP) else model), net
 
 
 def load_initial_weights(net, path, expected_sha256=None):
@@ -179,6 +203,37 @@ def _format_seconds(seconds):
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+@dataclass
+class _WindowStats:
+    steps: int
+    applied: int  # steps whose update was applied (finite)
+    loss: float  # mean over the applied steps
+    grad_norm: float
+    seconds: float
+
+
+class _StepMeter:
+    """Sums of the train step outputs kept on the device, so the host waits for it only at log lines."""
+
+    def __init__(self):
+        self.loss = self.grad_norm = self.applied = ops.zeros((), ms.float32)
+        self.steps = 0
+        self.start = time.time()
+
+    def add(self, loss, grad_norm, finite):
+        zero = ops.zeros((), ms.float32)
+        self.loss = self.loss + ops.select(finite, loss, zero)  # select: a NaN times 0 would still be NaN
+        self.grad_norm = self.grad_norm + ops.select(finite, grad_norm, zero)
+        self.applied = self.applied + ops.cast(finite, ms.float32)
+        self.steps += 1
+
+    def read(self):
+        applied = int(self.applied.asnumpy())
+        mean = (lambda total: float(total.asnumpy()) / applied) if applied else (lambda total: float("nan"))
+        return _WindowStats(self.steps, applied, mean(self.loss), mean(self.grad_norm),
+                            max(time.time() - self.start, 1e-9))
+
+
 class _Run:
     """State of one training run; ``fit()`` does the epochs."""
 
@@ -196,7 +251,7 @@ class _Run:
             setup_logging(self.output_dir, self.rank)
         self.val_data = build_dataset(cfg, self.data_root, False, self.rank, self.group_size, cfg.seed)
         self.steps_per_epoch = self._train_data(0).get_dataset_size()
-        self.net = build_network(cfg, self.device_target)
+        self.model, self.net = build_network(cfg, self.device_target, self.output_dir)
         self._build_optimization()
         self.checkpoints = CheckpointManager(self.output_dir, cfg.model, cfg.keep_checkpoint_max, self.writer)
         self.all_reduce = make_all_reduce(self.group_size)
@@ -217,9 +272,9 @@ class _Run:
                                              cfg.warmup_epochs * self.steps_per_epoch, total)
         # As in the original: the LIF rate is not batch-scaled but follows the same warmup/cosine curve.
         self.lif_schedule = self.schedule.with_peak(cfg.lif_lr)
-        self.groups = build_param_groups(self.net, cfg.weight_decay, cfg.lif_weight_decay, cfg.filter_bias_and_bn)
+        self.groups = build_param_groups(self.model, cfg.weight_decay, cfg.lif_weight_decay, cfg.filter_bias_and_bn)
         optimizer = AdamW(self.groups, cfg.betas[0], cfg.betas[1], cfg.eps)
-        self.ema = EMA(self.net.trainable_params(), cfg.ema_decay) if cfg.ema else None
+        self.ema = EMA(self.model.trainable_params(), cfg.ema_decay) if cfg.ema else None
         reducer = None
         if self.group_size > 1:
             reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=self.group_size)
@@ -242,11 +297,11 @@ class _Run:
             if path:
                 logger.info("auto-resume: newest complete checkpoint is %s", path)
         if path is None:
-            if self.checkpoints.epoch_checkpoints():
+            if not cfg.auto_resume and self.checkpoints.epoch_checkpoints():
                 logger.warning("%s holds checkpoints but auto_resume is off: starting afresh, older files will "
                                "be replaced", self.output_dir)
             if cfg.ckpt_path:
-                load_initial_weights(self.net, cfg.ckpt_path, cfg.ckpt_sha256)
+                load_initial_weights(self.model, cfg.ckpt_path, cfg.ckpt_sha256)
             return
         counters = load_train_state(self.train_step.parameters_dict(), path)
         self.epoch = int(counters["epoch_num"])
@@ -269,8 +324,8 @@ class _Run:
         best = self.best_epoch == self.epoch
         if best:
             weights = {p.name: (self.ema.shadows[i] if self.ema is not None else p)
-                       for i, p in enumerate(self.net.trainable_params())}
-            weights.update({p.name: p for p in self.net.untrainable_params()})
+                       for i, p in enumerate(self.model.trainable_params())}
+            weights.update({p.name: p for p in self.model.untrainable_params()})
             self.checkpoints.save_best(weights, self.epoch, val.top1, self.cfg.model)
         return path, best
 
@@ -291,8 +346,8 @@ class _Run:
 
         cfg = self.cfg
         logger.info("SNN-MLP training: model %s, %.2f M parameters, %.1f M multiply-adds at %d px; device %s, mode "
-                    "%s, %d device(s)", cfg.model, count_params(self.net) / 1e6,
-                    self.net.flops(cfg.image_size) / 1e6, cfg.image_size,
+                    "%s, %d device(s)", cfg.model, count_params(self.model) / 1e6,
+                    self.model.flops(cfg.image_size) / 1e6, cfg.image_size,
                     self.device_target, cfg.mode, self.group_size)
         logger.info("data %s: %d steps/epoch of %d images (%d per device); %d validation batches",
                     self.data_root, self.steps_per_epoch, self.global_batch, cfg.batch_size,
@@ -306,57 +361,46 @@ class _Run:
         logger.info("output %s", self.output_dir)
 
     def train_epoch(self):
+        """One epoch of steps with a log line every ``log_interval``; returns (mean loss, skipped steps, s)."""
         cfg = self.cfg
         self.net.set_train(True)
-        data = self._train_data(self.epoch)
         steps = self.steps_per_epoch
-        loss_sum = ops.zeros((), ms.float32)
-        window_loss, window_nonfinite, window_steps = loss_sum, ops.zeros((), ms.float32), 0
-        nonfinite_windows = 0
-        epoch_start = window_start = time.time()
-        epoch_loss, epoch_nonfinite = 0.0, 0
-        for i, (images, targets) in enumerate(data.create_tuple_iterator(num_epochs=1)):
+        window, epoch_loss, epoch_applied, bad_windows = _StepMeter(), 0.0, 0, 0
+        epoch_start = time.time()
+        for i, (images, targets) in enumerate(self._train_data(self.epoch).create_tuple_iterator(num_epochs=1)):
             lrs = self.learning_rates(self.global_step, self.epoch)
-            loss, _grad_norm, finite = self.train_step(images, targets, Tensor(lrs))
+            window.add(*self.train_step(images, targets, Tensor(lrs)))
             self.global_step += 1
-            window_steps += 1
             if i == 0:
                 first_step_end = time.time()
-            finite = ops.cast(finite, ms.float32)
-            window_loss = window_loss + loss * finite
-            window_nonfinite = window_nonfinite + (1.0 - finite)
             if (i + 1) % cfg.log_interval and i + 1 != steps:
                 continue
-            nonfinite = int(window_nonfinite.asnumpy())
-            applied = window_steps - nonfinite
-            mean_loss = float(window_loss.asnumpy()) / applied if applied else float("nan")
-            epoch_loss += mean_loss * applied if applied else 0.0
-            epoch_nonfinite += nonfinite
-            nonfinite_windows = nonfinite_windows + 1 if applied == 0 else 0
+            stats = window.read()
+            epoch_loss += stats.loss * stats.applied if stats.applied else 0.0
+            epoch_applied += stats.applied
             now = time.time()
             # The first step of a run carries the graph compilation: leave it out of the ETA.
             step_time = (now - first_step_end) / i if i else now - epoch_start
             remaining = (steps - i - 1) + (cfg.epochs - self.epoch - 1) * steps
-            val_time = self.last_val.seconds if self.last_val else 0.0
-            eta = remaining * step_time + (cfg.epochs - self.epoch) * val_time
-            extra = f" scale {float(self.train_step.loss_scale.asnumpy()):g}" if cfg.loss_scale_type == "dynamic" else ""
-            skipped = f" skipped {nonfinite}" if nonfinite else ""
-            logger.info("epoch %d/%d step %d/%d (global %d) loss %.4f lr %.3g img/s %.1f eta %s%s%s",
-                        self.epoch + 1, cfg.epochs, i + 1, steps, self.global_step, mean_loss, lrs[LR_MAIN],
-                        window_steps * self.global_batch / max(now - window_start, 1e-9), _format_seconds(eta),
-                        skipped, extra)
-            if nonfinite_windows >= _MAX_NONFINITE_WINDOWS and not (cfg.loss_scale_type == "dynamic"
-                                                                    and float(self.train_step.loss_scale.asnumpy()) > 1):
-                raise TrainingError(f"the loss or gradients were not finite for {nonfinite_windows * cfg.log_interval}"
-                                    f" steps in a row up to global step {self.global_step} (lr {lrs[LR_MAIN]:.3g}): "
-                                    f"lower --lr, or check the data")
-            window_loss, window_nonfinite, window_steps = ops.zeros((), ms.float32), ops.zeros((), ms.float32), 0
-            window_start = now
+            eta = remaining * step_time + (cfg.epochs - self.epoch) * (self.last_val.seconds if self.last_val else 0)
+            scale = float(self.train_step.loss_scale.asnumpy())
+            logger.info("epoch %d/%d step %d/%d (global %d) loss %.4f grad_norm %.3f lr %.3g img/s %.1f eta %s%s%s",
+                        self.epoch + 1, cfg.epochs, i + 1, steps, self.global_step, stats.loss, stats.grad_norm,
+                        lrs[LR_MAIN], stats.steps * self.global_batch / stats.seconds, _format_seconds(eta),
+                        f" skipped {stats.steps - stats.applied}" if stats.applied < stats.steps else "",
+                        f" loss_scale {scale:g}" if cfg.loss_scale_type == "dynamic" else "")
+            bad_windows = bad_windows + 1 if stats.applied == 0 else 0
+            # A dynamic scale above 1 is still searching; otherwise nothing finite is coming back.
+            if bad_windows >= _MAX_NONFINITE_WINDOWS and not (cfg.loss_scale_type == "dynamic" and scale > 1):
+                raise TrainingError(f"the loss or gradients were not finite for the last {bad_windows} log intervals "
+                                    f"up to global step {self.global_step} (lr {lrs[LR_MAIN]:.3g}): lower --lr, or "
+                                    f"check the data")
+            window = _StepMeter()
         from src.dataset import unreadable_report
 
         unreadable_report("train")
-        applied = steps - epoch_nonfinite
-        return (epoch_loss / applied if applied else float("nan")), epoch_nonfinite, time.time() - epoch_start
+        mean_loss = epoch_loss / epoch_applied if epoch_applied else float("nan")
+        return mean_loss, steps - epoch_applied, time.time() - epoch_start
 
     def fit(self):
         cfg = self.cfg
@@ -388,7 +432,8 @@ class _Run:
         if not self.writer:
             return
         record = {"epoch": self.epoch, "global_step": self.global_step, "train_loss": train_loss,
-                  "skipped_steps": skipped, "train_seconds": round(train_time, 2), "lr": self.schedule(self.global_step - 1),
+                  "skipped_steps": skipped, "train_seconds": round(train_time, 2),
+                  "lr": self.schedule(self.global_step - 1),
                   "val_top1": val.top1, "val_top5": val.top5, "val_loss": val.loss, "val_images": val.num_images,
                   "val_skipped": val.skipped}
         with open(os.path.join(self.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
