@@ -229,9 +229,9 @@ def test_cells_agree_with_mindspore_operators(mode, monkeypatch):
         for p, q in zip(fast_cell.trainable_params(), plain_cell.trainable_params()):
             assert p.name == q.name
             q.set_data(Tensor(p.asnumpy()))
-        for ours, theirs in zip(run_cell(fast_cell, x, dy), run_cell(plain_cell, x, dy)):
-            for a, b in zip(ours if isinstance(ours, list) else [ours], theirs if isinstance(theirs, list) else [theirs]):
-                assert_close(a, b, rtol=1e-4)  # MindSpore's float32 kernels round differently
+        (y, dx, dparams), (ref_y, ref_dx, ref_dparams) = run_cell(fast_cell, x, dy), run_cell(plain_cell, x, dy)
+        for ours, theirs in zip([y, dx, *dparams], [ref_y, ref_dx, *ref_dparams]):
+            assert_close(ours, theirs, rtol=1e-4)  # MindSpore's float32 kernels round differently
 
 
 # ---------------------------------------------------------------- layout, switch, fallbacks, threads
@@ -285,6 +285,18 @@ def test_float16_input_falls_back_to_mindspore_operators():
         out = cell(half)
         assert out.dtype == ms.float16
         np.testing.assert_array_equal(out.asnumpy(), reference.asnumpy())
+
+
+def test_kernels_refuse_inputs_they_cannot_take(capfd):
+    # The Cells never pass these (they fall back), but a direct call must fail loudly, not compute garbage.
+    kernels = fast_ops.cpu_kernels()
+    with pytest.raises(RuntimeError, match="GeluForward"):
+        kernels.gelu(Tensor(np.ones((3,), np.float16))).asnumpy()
+    assert "x must be float32" in capfd.readouterr().err
+    with pytest.raises(RuntimeError, match="GroupNorm1Forward"):
+        kernels.group_norm(Tensor(np.ones((2, 3, 4), np.float32)), Tensor(np.ones(3, np.float32)),
+                           Tensor(np.zeros(3, np.float32)), Tensor([1e-5], ms.float32))[0].asnumpy()
+    assert "x must be 4-D" in capfd.readouterr().err
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):

@@ -401,6 +401,21 @@ int Fail(const char *op, const std::string &what) {
   return 1;
 }
 
+// Runs an entry point's body; an exception (e.g. bad_alloc) becomes an error code instead of crossing the C ABI.
+template <typename Body>
+int Guarded(const char *op, Body body) {
+  try {
+    return body();
+  } catch (const std::exception &e) {
+    return Fail(op, e.what());
+  }
+}
+
+// The leading dimension of input `index` for an output shape: unknown (-1) under a dynamic rank.
+int64_t LeadingDim(int index, int *ndims, int64_t **shapes) {
+  return ndims[index] > 0 && shapes[index][0] >= 0 ? shapes[index][0] : -1;
+}
+
 bool IsFloat32(const char *dtype) {
   const std::string s(dtype);
   return s == "float32" || s == "float";
@@ -438,7 +453,7 @@ extern "C" {
 // ---- shape inference (dynamic dims pass through)
 
 std::vector<std::vector<int64_t>> GroupNorm1ForwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
-  const int64_t batch = ndims[0] > 0 ? shapes[0][0] : -1;
+  const int64_t batch = LeadingDim(0, ndims, shapes);
   return {ShapeOf(0, ndims, shapes), {batch}, {batch}};
 }
 
@@ -459,7 +474,7 @@ std::vector<int64_t> DepthwiseConv3x3ForwardInferShape(int *ndims, int64_t **sha
 }
 
 std::vector<std::vector<int64_t>> DepthwiseConv3x3BackwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
-  return {ShapeOf(0, ndims, shapes), ShapeOf(1, ndims, shapes), {ndims[1] > 0 ? shapes[1][0] : -1}};
+  return {ShapeOf(0, ndims, shapes), ShapeOf(1, ndims, shapes), {LeadingDim(1, ndims, shapes)}};
 }
 
 // ---- kernels
@@ -467,103 +482,115 @@ std::vector<std::vector<int64_t>> DepthwiseConv3x3BackwardInferShape(int *ndims,
 int GroupNorm1Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                       void *) {
   const char *op = "GroupNorm1Forward";
-  if (nparam != 7) return Fail(op, "takes x, gamma, beta, eps and three outputs");
-  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
-  Nchw s{};
-  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
-  if (Elements(ndims[1], shapes[1]) != s.c || Elements(ndims[2], shapes[2]) != s.c) {
-    return Fail(op, "gamma and beta must hold one value per channel");
-  }
-  if (Elements(ndims[3], shapes[3]) != 1) return Fail(op, "eps must hold one value");
-  if (s.Size() == 0) return 0;
-  const bool ok = GroupNorm1ForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-                                    static_cast<const float *>(params[2]), *static_cast<const float *>(params[3]),
-                                    static_cast<float *>(params[4]), static_cast<float *>(params[5]),
-                                    static_cast<float *>(params[6]), s);
-  return ok ? 0 : 1;
+  return Guarded(op, [&]() -> int {
+    if (nparam != 7) return Fail(op, "takes x, gamma, beta, eps and three outputs");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+    Nchw s{};
+    if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+    if (Elements(ndims[1], shapes[1]) != s.c || Elements(ndims[2], shapes[2]) != s.c) {
+      return Fail(op, "gamma and beta must hold one value per channel");
+    }
+    if (Elements(ndims[3], shapes[3]) != 1) return Fail(op, "eps must hold one value");
+    if (s.Size() == 0) return 0;
+    const bool ok = GroupNorm1ForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                      static_cast<const float *>(params[2]), *static_cast<const float *>(params[3]),
+                                      static_cast<float *>(params[4]), static_cast<float *>(params[5]),
+                                      static_cast<float *>(params[6]), s);
+    return ok ? 0 : 1;
+  });
 }
 
 int GroupNorm1Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                        void *) {
   const char *op = "GroupNorm1Backward";
-  if (nparam != 8) return Fail(op, "takes x, gamma, mean, rstd, dy and three outputs");
-  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
-  Nchw s{};
-  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
-  if (Elements(ndims[1], shapes[1]) != s.c) return Fail(op, "gamma must hold one value per channel");
-  if (Elements(ndims[2], shapes[2]) != s.n || Elements(ndims[3], shapes[3]) != s.n) {
-    return Fail(op, "mean and rstd must hold one value per sample");
-  }
-  if (Elements(ndims[4], shapes[4]) != s.Size()) return Fail(op, "dy must have the shape of x");
-  auto *dgamma = static_cast<float *>(params[6]);
-  auto *dbeta = static_cast<float *>(params[7]);
-  if (s.Size() == 0) {
-    std::fill(dgamma, dgamma + s.c, 0.0f);
-    std::fill(dbeta, dbeta + s.c, 0.0f);
-    return 0;
-  }
-  const bool ok = GroupNorm1BackwardImpl(
-      static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-      static_cast<const float *>(params[2]), static_cast<const float *>(params[3]),
-      static_cast<const float *>(params[4]), static_cast<float *>(params[5]), dgamma, dbeta, s);
-  return ok ? 0 : 1;
+  return Guarded(op, [&]() -> int {
+    if (nparam != 8) return Fail(op, "takes x, gamma, mean, rstd, dy and three outputs");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+    Nchw s{};
+    if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+    if (Elements(ndims[1], shapes[1]) != s.c) return Fail(op, "gamma must hold one value per channel");
+    if (Elements(ndims[2], shapes[2]) != s.n || Elements(ndims[3], shapes[3]) != s.n) {
+      return Fail(op, "mean and rstd must hold one value per sample");
+    }
+    if (Elements(ndims[4], shapes[4]) != s.Size()) return Fail(op, "dy must have the shape of x");
+    auto *dgamma = static_cast<float *>(params[6]);
+    auto *dbeta = static_cast<float *>(params[7]);
+    if (s.Size() == 0) {
+      std::fill(dgamma, dgamma + s.c, 0.0f);
+      std::fill(dbeta, dbeta + s.c, 0.0f);
+      return 0;
+    }
+    const bool ok = GroupNorm1BackwardImpl(
+        static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+        static_cast<const float *>(params[2]), static_cast<const float *>(params[3]),
+        static_cast<const float *>(params[4]), static_cast<float *>(params[5]), dgamma, dbeta, s);
+    return ok ? 0 : 1;
+  });
 }
 
 int GeluForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
   const char *op = "GeluForward";
-  if (nparam != 2) return Fail(op, "takes x and one output");
-  if (!AllFloat32(dtypes, nparam)) return Fail(op, "x must be float32");
-  const bool ok = GeluForwardImpl(static_cast<const float *>(params[0]), static_cast<float *>(params[1]),
-                              Elements(ndims[0], shapes[0]));
-  return ok ? 0 : 1;
+  return Guarded(op, [&]() -> int {
+    if (nparam != 2) return Fail(op, "takes x and one output");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "x must be float32");
+    const bool ok = GeluForwardImpl(static_cast<const float *>(params[0]), static_cast<float *>(params[1]),
+                                Elements(ndims[0], shapes[0]));
+    return ok ? 0 : 1;
+  });
 }
 
 int GeluBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
   const char *op = "GeluBackward";
-  if (nparam != 3) return Fail(op, "takes x, dy and one output");
-  if (!AllFloat32(dtypes, nparam)) return Fail(op, "x and dy must be float32");
-  const int64_t count = Elements(ndims[0], shapes[0]);
-  if (Elements(ndims[1], shapes[1]) != count) return Fail(op, "dy must have the shape of x");
-  const bool ok = GeluBackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-                               static_cast<float *>(params[2]), count);
-  return ok ? 0 : 1;
+  return Guarded(op, [&]() -> int {
+    if (nparam != 3) return Fail(op, "takes x, dy and one output");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "x and dy must be float32");
+    const int64_t count = Elements(ndims[0], shapes[0]);
+    if (Elements(ndims[1], shapes[1]) != count) return Fail(op, "dy must have the shape of x");
+    const bool ok = GeluBackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                 static_cast<float *>(params[2]), count);
+    return ok ? 0 : 1;
+  });
 }
 
 int DepthwiseConv3x3Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                             void *) {
   const char *op = "DepthwiseConv3x3Forward";
-  if (nparam != 4) return Fail(op, "takes x, weight, bias and one output");
-  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
-  Nchw s{};
-  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
-  if (Elements(ndims[1], shapes[1]) != 9 * s.c) return Fail(op, "weight must be (C, 1, 3, 3)");
-  if (Elements(ndims[2], shapes[2]) != s.c) return Fail(op, "bias must hold one value per channel");
-  if (s.Size() == 0) return 0;
-  const bool ok = DepthwiseForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-                                   static_cast<const float *>(params[2]), static_cast<float *>(params[3]), s);
-  return ok ? 0 : 1;
+  return Guarded(op, [&]() -> int {
+    if (nparam != 4) return Fail(op, "takes x, weight, bias and one output");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+    Nchw s{};
+    if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+    if (Elements(ndims[1], shapes[1]) != 9 * s.c) return Fail(op, "weight must be (C, 1, 3, 3)");
+    if (Elements(ndims[2], shapes[2]) != s.c) return Fail(op, "bias must hold one value per channel");
+    if (s.Size() == 0) return 0;
+    const bool ok = DepthwiseForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                     static_cast<const float *>(params[2]), static_cast<float *>(params[3]), s);
+    return ok ? 0 : 1;
+  });
 }
 
 int DepthwiseConv3x3Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                              void *) {
   const char *op = "DepthwiseConv3x3Backward";
-  if (nparam != 6) return Fail(op, "takes x, weight, dy and three outputs");
-  if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
-  Nchw s{};
-  if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
-  if (Elements(ndims[1], shapes[1]) != 9 * s.c) return Fail(op, "weight must be (C, 1, 3, 3)");
-  if (Elements(ndims[2], shapes[2]) != s.Size()) return Fail(op, "dy must have the shape of x");
-  auto *dweight = static_cast<float *>(params[4]);
-  auto *dbias = static_cast<float *>(params[5]);
-  if (s.Size() == 0) {
-    std::fill(dweight, dweight + 9 * s.c, 0.0f);
-    std::fill(dbias, dbias + s.c, 0.0f);
-    return 0;
-  }
-  const bool ok = DepthwiseBackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-                                    static_cast<const float *>(params[2]), static_cast<float *>(params[3]), dweight,
-                                    dbias, s);
-  return ok ? 0 : 1;
+  return Guarded(op, [&]() -> int {
+    if (nparam != 6) return Fail(op, "takes x, weight, dy and three outputs");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+    Nchw s{};
+    if (!ReadNchw(0, ndims, shapes, &s)) return Fail(op, "x must be 4-D (N, C, H, W)");
+    if (Elements(ndims[1], shapes[1]) != 9 * s.c) return Fail(op, "weight must be (C, 1, 3, 3)");
+    if (Elements(ndims[2], shapes[2]) != s.Size()) return Fail(op, "dy must have the shape of x");
+    auto *dweight = static_cast<float *>(params[4]);
+    auto *dbias = static_cast<float *>(params[5]);
+    if (s.Size() == 0) {
+      std::fill(dweight, dweight + 9 * s.c, 0.0f);
+      std::fill(dbias, dbias + s.c, 0.0f);
+      return 0;
+    }
+    const bool ok = DepthwiseBackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                      static_cast<const float *>(params[2]), static_cast<float *>(params[3]), dweight,
+                                      dbias, s);
+    return ok ? 0 : 1;
+  });
 }
 
 }  // extern "C"

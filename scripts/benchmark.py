@@ -1,0 +1,657 @@
+"""Throughput benchmark of SNN-MLP on MindSpore, side by side with the PyTorch reference when torch is installed.
+
+Sections (--sections, any of):
+  eval    forward pass of the network in inference mode: images/s
+  train   one training step as train.py runs it (soft-target cross entropy, backward, clipping, AdamW): images/s
+  lif     the LIF scan alone (along H and along W; forward and backward) in microseconds and effective GB/s,
+          beside a plain copy of the same tensor measured in the same run
+  layers  GroupNorm(1), exact GELU, depthwise 3x3 and 1x1 conv alone on the first stage's activation:
+          the fused CPU kernels (src/fast_ops) vs MindSpore's operators vs PyTorch
+  data    the input pipeline alone (src.dataset on the embedded sklearn digits unless --data_path): images/s
+
+Every measurement warms up first (GRAPH mode compiles then), then times --repeats calls and reports the median
+and the spread (min..max as a percentage of the median). The variants of one measurement (MindSpore with the
+fused kernels, MindSpore's own operators, PyTorch) are timed round-robin, one call each in turn, so that load
+from other processes on a shared machine hits them alike and the ratios stay meaningful. Ratios are
+throughput ratios against the baselines measured in the same run: "x torch" (> 1: faster than PyTorch) and
+"x plain" (> 1: faster than MindSpore's own operators).
+
+Progress goes to stderr, the table to stdout; --json writes every figure (rewritten after each measurement, so
+an interrupted run keeps what it measured).
+
+examples:
+  python scripts/benchmark.py --quick
+  python scripts/benchmark.py --model t --batch_size 8 --image_size 224 --mode GRAPH,PYNATIVE \\
+      --fast_ops on,off --json bench.json
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+SECTIONS = ("eval", "train", "lif", "layers", "data")
+MODELS = {"t": "snnmlp_t", "s": "snnmlp_s", "b": "snnmlp_b"}
+MODES = ("GRAPH", "PYNATIVE")
+PRECISIONS = ("fp32", "mixed")
+FAST_OPS = ("on", "off")
+NUM_CLASSES = 1000
+
+# What --quick sets (flags given explicitly still win): one small T configuration, every section, ~1 minute.
+QUICK = dict(model=["snnmlp_t"], batch_size=2, image_size=64, mode=["GRAPH"], precision=["fp32"],
+             fast_ops=["on", "off"], repeats=3, warmup=1, data_batches=4)
+DEFAULTS = dict(model=["snnmlp_t"], batch_size=8, image_size=224, mode=["GRAPH"], precision=["fp32"],
+                fast_ops=["on"], repeats=5, warmup=2, data_batches=30)
+
+
+def describe(preset):
+    return ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in preset.items())
+
+
+class BenchmarkError(Exception):
+    """A bad flag or an unusable setting; the message is one readable line."""
+
+
+def comma_list(allowed, name, aliases=None):
+    """argparse type: a comma-separated list of ``allowed`` values (or ``aliases`` of them), case-insensitive,
+    duplicates dropped, order kept."""
+    lookup = {value.lower(): value for value in allowed}
+    lookup.update({alias.lower(): value for alias, value in (aliases or {}).items()})
+
+    def parse(text):
+        values = []
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            if item.lower() not in lookup:
+                raise argparse.ArgumentTypeError(f"unknown {name} {item!r}; valid: {', '.join(sorted(lookup))}")
+            if lookup[item.lower()] not in values:
+                values.append(lookup[item.lower()])
+        if not values:
+            raise argparse.ArgumentTypeError(f"no {name} given")
+        return values
+
+    return parse
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=comma_list(MODELS.values(), "model", {**MODELS, "snn_mlp": "snnmlp_t"}),
+                        default=None,
+                        help="variants to measure, comma-separated: t, s, b (or snnmlp_t, ...; snn_mlp = t). "
+                             "Default t")
+    parser.add_argument("--batch_size", type=positive_int, default=None,
+                        help="images per call for eval, train, lif, layers and data "
+                             f"(default {DEFAULTS['batch_size']})")
+    parser.add_argument("--image_size", type=positive_int, default=None,
+                        help=f"square input side, a multiple of 32 (default {DEFAULTS['image_size']}); the lif and "
+                             "layers sections use the first stage's activation (96 channels, side / 4)")
+    parser.add_argument("--mode", type=comma_list(MODES, "mode"), default=None,
+                        help="MindSpore execution modes for eval and train, comma-separated: GRAPH (what train.py "
+                             f"uses), PYNATIVE (default GRAPH). lif and layers always run op by op "
+                             "(PYNATIVE)")
+    parser.add_argument("--precision", type=comma_list(PRECISIONS, "precision"), default=None,
+                        help="fp32 and/or mixed (auto_mixed_precision O2, dynamic loss scale) for eval and train; "
+                             "mixed is skipped with a note on CPU, where train.py trains in float32 too "
+                             "(default fp32)")
+    parser.add_argument("--fast_ops", type=comma_list(FAST_OPS, "fast_ops value"), default=None,
+                        help="MindSpore variants: on = the fused CPU kernels of src/fast_ops (as shipped), off = "
+                             "MindSpore's own operators (SNNMLP_FAST_OPS=0); on,off measures both in the same "
+                             "run and adds the 'x plain' ratio (default on)")
+    parser.add_argument("--sections", type=comma_list(SECTIONS, "section"), default=list(SECTIONS),
+                        help=f"what to measure, comma-separated: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help=f"timed calls per variant; the median is reported (default {DEFAULTS['repeats']})")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed calls per variant first; GRAPH mode compiles in the first "
+                             f"(default {DEFAULTS['warmup']})")
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count(),
+                        help="CPU threads for MindSpore's kernels, the project's aot kernels "
+                             "(SNNMLP_NUM_THREADS) and PyTorch alike (default: all cores, here "
+                             f"{os.cpu_count()})")
+    parser.add_argument("--torch", choices=("auto", "on", "off"), default="auto",
+                        help="PyTorch reference side by side (tests/torch_reference.py, CPU): auto = when torch "
+                             "is installed and the device target is CPU; on = required; off = never")
+    parser.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default=None,
+                        help="MindSpore device (default: MindSpore's default, CPU for the CPU wheel)")
+    parser.add_argument("--data_path", default=None,
+                        help="ImageFolder root (train/ and val/) for the data section; default: the embedded "
+                             "sklearn digits, exported on first use (src.default_data)")
+    parser.add_argument("--data_batches", type=positive_int, default=None,
+                        help=f"batches timed per repeat in the data section (default {DEFAULTS['data_batches']})")
+    parser.add_argument("--data_workers", type=positive_int, default=None,
+                        help="parallel workers of the input pipeline (default: src.dataset's own choice)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the machine, the settings and every figure as JSON to PATH")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a ~1 minute smoke run: {describe(QUICK)} (flags given explicitly still win)")
+    args = parser.parse_args(argv)
+    preset = QUICK if args.quick else DEFAULTS
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.image_size % 32:
+        parser.error(f"--image_size must be a multiple of 32 (patch 4 and three 2x2 merges), got {args.image_size}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    return args
+
+
+# ---------------------------------------------------------------- timing and results
+
+def progress(message):
+    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Row:
+    section: str
+    variant: str  # "mindspore", "mindspore-plain", "torch", "copy", ...
+    what: str  # model / operator
+    mode: str = ""
+    precision: str = ""
+    samples_s: list = field(default_factory=list)
+    work: float = 0.0  # images per call, or bytes per call
+    work_unit: str = "images"
+    ratio_vs_torch: float = None
+    ratio_vs_plain: float = None
+    ratio_vs_copy: float = None  # time / the copy's time (lif section)
+    note: str = ""
+
+    @property
+    def median_s(self):
+        return statistics.median(self.samples_s) if self.samples_s else None
+
+    @property
+    def spread(self):
+        """(max - min) / median: how much the machine moved under this measurement."""
+        if not self.samples_s:
+            return None
+        return (max(self.samples_s) - min(self.samples_s)) / self.median_s
+
+    @property
+    def throughput(self):
+        if not self.samples_s:
+            return None
+        scale = 1e9 if self.work_unit == "bytes" else 1.0
+        return self.work / self.median_s / scale
+
+    @property
+    def throughput_unit(self):
+        return "GB/s" if self.work_unit == "bytes" else "images/s"
+
+    def as_dict(self):
+        data = asdict(self)
+        data.update(median_s=self.median_s, spread=self.spread, throughput=self.throughput,
+                    throughput_unit=self.throughput_unit)
+        return data
+
+
+def round_robin(calls, warmup, repeats, label):
+    """Time each of ``calls`` (name -> zero-argument function that returns after the device finished)
+    ``repeats`` times, one call of each in turn, after ``warmup`` untimed calls each; name -> seconds."""
+    for name, call in calls.items():
+        for i in range(warmup):
+            started = time.perf_counter()
+            call()
+            progress(f"{label} {name}: warm-up {i + 1}/{warmup} {time.perf_counter() - started:.2f} s")
+    samples = {name: [] for name in calls}
+    for r in range(repeats):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - started)
+        progress(f"{label} repeat {r + 1}/{repeats}: "
+                 + ", ".join(f"{name} {samples[name][-1] * 1e3:.1f} ms" for name in calls))
+    return samples
+
+
+def set_ratios(rows):
+    """Throughput ratios of each row against the torch / plain-MindSpore row of the same measurement."""
+    def key(row, variant):
+        # PyTorch has no execution modes: its row serves every mode of the measurement.
+        return row.section, row.what, row.precision, "" if variant == "torch" else row.mode, variant
+
+    baselines = {}
+    for row in rows:
+        if row.samples_s and row.variant in ("torch", "mindspore-plain"):
+            baselines[key(row, row.variant)] = row
+    for row in rows:
+        if not row.samples_s:
+            continue
+        for variant, attr in (("torch", "ratio_vs_torch"), ("mindspore-plain", "ratio_vs_plain")):
+            base = baselines.get(key(row, variant))
+            if base is not None and base is not row:
+                setattr(row, attr, base.median_s / row.median_s)
+
+
+# ---------------------------------------------------------------- the machine
+
+def machine_info(args, torch):
+    import mindspore as ms
+    import numpy as np
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "platform": platform.platform(),
+        "python": platform.python_version(), "mindspore": ms.__version__, "numpy": np.__version__,
+        "torch": torch.__version__ if torch else None, "device_target": ms.get_context("device_target"),
+        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def set_threads(threads, torch):
+    import mindspore as ms
+
+    os.environ["SNNMLP_NUM_THREADS"] = str(threads)  # the LIF and fast-ops aot kernels read it per call
+    if ms.get_context("device_target") == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(threads)
+    if torch:
+        torch.set_num_threads(threads)
+
+
+def load_torch(choice):
+    if choice == "off":
+        return None
+    try:
+        import torch
+    except ImportError:
+        if choice == "on":
+            raise BenchmarkError("--torch on, but torch is not installed (pip install torch)") from None
+        progress("torch not installed: no PyTorch side-by-side")
+        return None
+    import mindspore as ms
+
+    if ms.get_context("device_target") != "CPU":
+        if choice == "on":
+            raise BenchmarkError("the PyTorch reference runs on CPU; compare it with --device_target CPU")
+        progress("device target is not CPU: no PyTorch (CPU) side-by-side")
+        return None
+    return torch
+
+
+# ---------------------------------------------------------------- eval and train
+
+def build_mindspore(name, fast, precision, image_size):
+    import mindspore as ms
+
+    from src import fast_ops
+    from src.snn_mlp import create_model
+
+    with nullcontext() if fast else fast_ops.disabled():
+        net = create_model(name, num_classes=NUM_CLASSES, image_size=image_size, drop_path_rate=0.0)
+    if precision == "mixed":
+        net = ms.amp.auto_mixed_precision(net, "O2")
+    return net
+
+
+def torch_model(torch, name):
+    from src.snn_mlp import MODEL_ARCHS
+    from tests.torch_reference import TorchSNNMLP
+
+    torch.manual_seed(0)
+    return TorchSNNMLP(num_classes=NUM_CLASSES, **MODEL_ARCHS[name])
+
+
+def inputs(batch_size, image_size, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32)
+    targets = np.zeros((batch_size, NUM_CLASSES), np.float32)
+    targets[np.arange(batch_size), rng.integers(0, NUM_CLASSES, batch_size)] = 1.0
+    return images, targets
+
+
+def mindspore_eval_call(net, images):
+    from mindspore import Tensor
+
+    net.set_train(False)
+    x = Tensor(images)
+    return lambda: net(x).asnumpy()
+
+
+def mindspore_train_call(net, images, targets, precision):
+    import numpy as np
+    from mindspore import Tensor
+
+    from src.engine import AdamW, TrainStep, build_param_groups
+
+    net.set_train(True)
+    optimizer = AdamW(build_param_groups(net, weight_decay=0.05))
+    scaling = dict(loss_scale=2.0 ** 16, loss_scale_type="dynamic") if precision == "mixed" else {}
+    step = TrainStep(net, optimizer, clip_grad=5.0, **scaling)
+    step.set_train(True)
+    x, y = Tensor(images), Tensor(targets)
+    lrs = Tensor(np.array([1e-4, 1e-5], np.float32))  # tiny steps: the weights stay sane over the repeats
+    return lambda: step(x, y, lrs)[0].asnumpy()
+
+
+def torch_eval_call(torch, model, images):
+    model.eval()
+    x = torch.from_numpy(images)
+
+    def call():
+        with torch.no_grad():
+            return model(x).numpy()
+
+    return call
+
+
+def torch_train_call(torch, model, images, targets):
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    x, y = torch.from_numpy(images), torch.from_numpy(targets)
+
+    def call():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.sum(-y * torch.log_softmax(model(x), dim=-1), dim=-1).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        return loss.item()
+
+    return call
+
+
+def network_rows(section, args, torch, record):
+    import mindspore as ms
+
+    for name in args.model:
+        images, targets = inputs(args.batch_size, args.image_size)
+        torch_done = False
+        for mode in args.mode:
+            for precision in args.precision:
+                label = f"{section} {name} {mode} {precision}"
+                if precision == "mixed" and ms.get_context("device_target") == "CPU":
+                    record(Row(section, "mindspore", name, mode, precision,
+                               note="skipped: no mixed precision on CPU (train.py trains in float32 there)"))
+                    continue
+                ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
+                calls, rows = {}, {}
+                try:
+                    for fast in args.fast_ops:
+                        variant = "mindspore" if fast == "on" else "mindspore-plain"
+                        progress(f"{label}: building {variant}")
+                        net = build_mindspore(name, fast == "on", precision, args.image_size)
+                        calls[variant] = (mindspore_eval_call(net, images) if section == "eval"
+                                          else mindspore_train_call(net, images, targets, precision))
+                    # The PyTorch reference knows no modes: measured beside the first fp32 configuration only.
+                    if torch is not None and precision == "fp32" and not torch_done:
+                        model = torch_model(torch, name)
+                        calls["torch"] = (torch_eval_call(torch, model, images) if section == "eval"
+                                          else torch_train_call(torch, model, images, targets))
+                        torch_done = True
+                    samples = round_robin(calls, args.warmup, args.repeats, label)
+                except Exception as err:  # one failed configuration must not cost the others
+                    traceback.print_exc()
+                    record(Row(section, "mindspore", name, mode, precision, note=f"failed: {type(err).__name__}: "
+                                                                                 f"{str(err).splitlines()[0]}"))
+                    continue
+                finally:
+                    ms.set_context(mode=ms.PYNATIVE_MODE)
+                for variant, times in samples.items():
+                    rows[variant] = Row(section, variant, name, "" if variant == "torch" else mode,
+                                        precision, times, args.batch_size)
+                if "torch" in rows and len(args.mode) > 1:
+                    rows["torch"].note = "measured beside " + mode
+                for row in rows.values():
+                    record(row)
+
+
+# ---------------------------------------------------------------- LIF and layers (op by op)
+
+def activation_shape(args):
+    side = args.image_size // 4
+    return args.batch_size, 96, side, side
+
+
+def lif_rows(args, torch, record):
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, ops
+
+    from src.lif import LIFScan
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    shape = activation_shape(args)
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal(shape).astype(np.float32)
+    dout_np = rng.standard_normal(shape).astype(np.float32)
+    x, dout = Tensor(x_np), Tensor(dout_np)
+    tau, vth = Tensor([0.25], ms.float32), Tensor([-0.2], ms.float32)
+    nbytes = x_np.nbytes
+    what = "x".join(map(str, shape))
+    for axis, along in ((2, "H"), (3, "W")):
+        scan = LIFScan(4, axis)
+        calls, work = {"copy": lambda: ops.deepcopy(x).asnumpy()}, {"copy": 2 * nbytes}
+        if scan.kernel is not None:
+            out = scan.kernel(x, tau, vth)
+            calls["forward"] = lambda: scan.kernel(x, tau, vth).asnumpy()
+            # The kernel's own bprop: the backward kernel alone, without autodiff bookkeeping.
+            calls["backward"] = lambda: scan.kernel.bprop(x, tau, vth, out, dout)[0].asnumpy()
+            work.update(forward=2 * nbytes, backward=3 * nbytes)  # read x (+dout), write out/dx
+        else:
+            progress(f"lif: no {ms.get_context('device_target')} kernel (backend {scan.backend}); primitive only")
+        primitive = LIFScan(4, axis, backend="primitive")
+        calls["forward-primitive"] = lambda: primitive(x, tau, vth).asnumpy()
+        work["forward-primitive"] = 2 * nbytes
+        if torch is not None:
+            from tests.torch_reference import lif_torch
+
+            tx, ttau, tvth = torch.from_numpy(x_np), torch.tensor([0.25]), torch.tensor([-0.2])
+            calls["torch-forward"] = lambda: lif_torch(tx, ttau, tvth, 4, axis).numpy()
+            calls["torch-copy"] = lambda: tx.clone().numpy()
+            work.update({"torch-forward": 2 * nbytes, "torch-copy": 2 * nbytes})
+        samples = round_robin(calls, args.warmup, args.repeats, f"lif along {along} {what}")
+        for variant, times in samples.items():
+            row = Row("lif", variant, f"LIF along {along} {what}", "PYNATIVE", "fp32", times, work[variant], "bytes")
+            # Time against the copy of the same framework (the target: forward <= 2x a copy).
+            copy = "torch-copy" if variant.startswith("torch") else "copy"
+            if not variant.endswith("copy"):
+                row.ratio_vs_copy = statistics.median(times) / statistics.median(samples[copy])
+            if variant == "torch-forward":
+                row.note = "lif_torch of tests/torch_reference.py"
+            record(row)
+
+
+def layer_rows(args, torch, record):
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, nn
+
+    from src import fast_ops
+    from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    shape = activation_shape(args)
+    channels = shape[1]
+    x_np = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x = Tensor(x_np)
+    builders = {
+        "GroupNorm(1)": lambda: FastGroupNorm(channels),
+        "GELU (erf)": FastGELU,
+        "depthwise 3x3": lambda: FastDepthwiseConv3x3(channels),
+        "1x1 conv": lambda: nn.Conv2d(channels, channels, 1, has_bias=True, pad_mode="valid"),
+    }
+    torch_layers = {}
+    if torch is not None:
+        torch_layers = {
+            "GroupNorm(1)": torch.nn.GroupNorm(1, channels), "GELU (erf)": torch.nn.GELU(),
+            "depthwise 3x3": torch.nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+            "1x1 conv": torch.nn.Conv2d(channels, channels, 1),
+        }
+    for layer, build in builders.items():
+        cells = {"mindspore": build()}
+        with fast_ops.disabled():
+            plain = build()
+        if getattr(cells["mindspore"], "use_kernel", False):
+            cells["mindspore-plain"] = plain
+        for direction in ("forward", "forward+backward"):
+            calls = {}
+            for variant, cell in cells.items():
+                if direction == "forward":
+                    calls[variant] = lambda cell=cell: cell(x).asnumpy()
+                else:
+                    grad = ms.grad(cell, grad_position=0, weights=cell.trainable_params())
+                    calls[variant] = lambda grad=grad: grad(x)[0].asnumpy()
+            if layer in torch_layers:
+                module = torch_layers[layer]
+                tx = torch.from_numpy(x_np).requires_grad_(direction != "forward")
+                if direction == "forward":
+                    calls["torch"] = lambda module=module, tx=tx: module(tx).detach().numpy()
+                else:
+                    def torch_grad(module=module, tx=tx):
+                        y = module(tx)
+                        return torch.autograd.grad(y, [tx, *module.parameters()], torch.ones_like(y))[0].numpy()
+                    calls["torch"] = torch_grad
+            label = f"layers {layer} {direction}"
+            samples = round_robin(calls, args.warmup, args.repeats, label)
+            for variant, times in samples.items():
+                record(Row("layers", variant, f"{layer} {direction} {'x'.join(map(str, shape))}", "PYNATIVE",
+                           "fp32", times, args.batch_size))
+
+
+# ---------------------------------------------------------------- data
+
+def data_rows(args, record):
+    from src.dataset import create_dataset, get_num_classes
+
+    if args.data_path:
+        root = args.data_path
+        if not os.path.isdir(root):
+            raise BenchmarkError(f"--data_path {root} is not a directory (expected an ImageFolder root)")
+    else:
+        from src.default_data import prepare_default_data
+
+        progress("data: preparing the embedded digits")
+        root = prepare_default_data()
+    dataset = create_dataset(root, True, args.batch_size, image_size=args.image_size,
+                             num_classes=get_num_classes(root), num_workers=args.data_workers)
+    batches_per_epoch = dataset.get_dataset_size()
+    batches = min(args.data_batches, batches_per_epoch)
+    iterator = dataset.create_tuple_iterator(num_epochs=-1, output_numpy=True)
+
+    def call():
+        for _ in range(batches):
+            next(iterator)
+
+    samples = round_robin({"mindspore": call}, args.warmup, args.repeats, f"data {batches} batches")
+    note = f"{batches} batches of {args.batch_size} per call, train augmentations, {root}"
+    record(Row("data", "mindspore", "train pipeline", "", "", samples["mindspore"], batches * args.batch_size,
+               note=note))
+
+
+# ---------------------------------------------------------------- output
+
+def format_table(rows):
+    header = ("section", "what", "mode", "prec", "variant", "median", "spread", "throughput", "x torch", "x plain",
+              "x copy", "note")
+    lines = []
+    for r in rows:
+        if r.samples_s:
+            median = r.median_s
+            median_text = f"{median * 1e6:.0f} us" if median < 0.01 else f"{median * 1e3:.1f} ms"
+            cells = (f"{median_text}", f"{r.spread * 100:.0f}%", f"{r.throughput:.2f} {r.throughput_unit}")
+        else:
+            cells = ("-", "-", "-")
+        ratios = tuple(f"{v:.2f}" if v is not None else "" for v in (r.ratio_vs_torch, r.ratio_vs_plain))
+        copy = f"{r.ratio_vs_copy:.2f}x time" if r.ratio_vs_copy is not None else ""
+        lines.append((r.section, r.what, r.mode, r.precision, r.variant, *cells, *ratios, copy, r.note))
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+    out = ["  ".join(str(v).ljust(w) for v, w in zip(header, widths)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
+    return "\n".join(out)
+
+
+def write_json(path, machine, args, rows):
+    payload = {"machine": machine, "settings": {k: v for k, v in vars(args).items() if k != "json"},
+               "results": [r.as_dict() for r in rows]}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        import mindspore as ms
+
+        if args.device_target:
+            ms.set_device(args.device_target)
+        torch = load_torch(args.torch)
+        set_threads(args.threads, torch)
+        machine = machine_info(args, torch)
+        progress(f"{machine['cpu']}, {machine['cores']} cores, {args.threads} threads, MindSpore "
+                 f"{machine['mindspore']} ({machine['device_target']}), torch {machine['torch'] or 'absent'}, "
+                 f"load average {machine['load_average_start']}")
+        rows = []
+
+        def record(row):
+            rows.append(row)
+            set_ratios(rows)
+            if args.json:
+                write_json(args.json, machine, args, rows)
+
+        interrupted = False
+        for section in args.sections:
+            try:
+                if section in ("eval", "train"):
+                    network_rows(section, args, torch, record)
+                elif section == "lif":
+                    lif_rows(args, torch, record)
+                elif section == "layers":
+                    layer_rows(args, torch, record)
+                else:
+                    data_rows(args, record)
+            except KeyboardInterrupt:
+                interrupted = True
+                progress("interrupted: the figures so far follow")
+                break
+            except BenchmarkError:
+                raise
+            except Exception as err:  # a broken section must not cost the others
+                traceback.print_exc()
+                record(Row(section, "", "", note=f"failed: {type(err).__name__}: {str(err).splitlines()[0]}"))
+        machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+        if args.json:
+            write_json(args.json, machine, args, rows)
+        print(format_table(rows))
+        print(f"\nload average: {machine['load_average_start']} at start, {machine['load_average_end']} at end; "
+              f"{args.threads} threads; median of {args.repeats} after {args.warmup} warm-up")
+        if args.json:
+            print(f"JSON: {os.path.abspath(args.json)}")
+        failed = [r for r in rows if r.note.startswith("failed")]
+        return 130 if interrupted else (1 if failed else 0)
+    except BenchmarkError as err:
+        print(f"benchmark: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
