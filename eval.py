@@ -3,8 +3,8 @@
   python eval.py --ckpt_path output/snnmlp_digits/best.ckpt
   python eval.py --ckpt_path snnmlp_t.ckpt --config_path config/snnmlp_t_imagenet_gpu.yaml --dataset_path /data/imagenet
 
-The network is rebuilt from the config.yaml beside the checkpoint when there is one (what train.py
-writes), else from --config_path; command-line keys override either. The checkpoint is verified before it
+The network is rebuilt from --config_path when given, else from the config.yaml that train.py saved
+beside the checkpoint, else from the default config; command-line keys override the file. The checkpoint is verified before it
 is loaded: against --ckpt_sha256, else its .sha256 sidecar, else the hash of a known official release.
 Images the pipeline cannot read are skipped and counted. The last stdout line is one JSON object:
 top1, top5, loss, num_images, skipped, ckpt, ckpt_sha256, model, image_size, num_classes, dataset_path.

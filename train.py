@@ -30,7 +30,8 @@ def main(argv=None):
         print(f"train.py: interrupted; the checkpoints of finished epochs are in {cfg.output_dir}: run the same "
               f"command to continue from the last one", file=sys.stderr)
         return 130
-    print(json.dumps(summary), flush=True)
+    if summary is not None:  # rank 0 reports for the whole job
+        print(json.dumps(summary), flush=True)
     return 0
 
 

@@ -302,7 +302,8 @@ def load_config(argv=None, description="SNN-MLP", defaults_from=None):
     path = resolve_config_path(given_path or defaults_from or DEFAULT_CONFIG)
     defaults = {key.name: key.default for key in _KEYS}
     defaults.update(load_yaml(path))
-    parser = _build_parser(description, defaults, os.path.relpath(path))
+    inside_repo = os.path.commonpath([path, REPO_ROOT]) == REPO_ROOT
+    parser = _build_parser(description, defaults, os.path.relpath(path, REPO_ROOT) if inside_repo else path)
     parser.error = lambda message: (_ for _ in ()).throw(ConfigError(message))  # no usage dump, no exit 2 here
     known, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -104,6 +104,7 @@ def test_a_run_leaves_checkpoints_config_and_metrics(uninterrupted):
     assert summary["best_top1"] == max(r["val_top1"] for r in records)
     saved = load_config(["--config_path", str(out / "config.yaml")])
     assert (saved.model, saved.embed_dim, saved.depths, saved.num_classes) == ("snnmlp", 8, [1, 1, 1, 1], 3)
+    assert (saved.resume, saved.ckpt_path, saved.ckpt_sha256) == (None, None, None)
 
 
 def test_eval_counts_every_image_and_skips_unreadable(uninterrupted, tiny_data, tmp_path):

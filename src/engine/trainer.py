@@ -5,6 +5,7 @@ The loop is written out (not ``Model.train``) so that the learning rates are com
 step from the global step alone, a resume continues bit-for-bit on the same schedule, and the data order of
 epoch ``e`` is fixed by ``seed + e`` whether or not the run was interrupted before it.
 """
+import argparse
 import json
 import logging
 import os
@@ -56,8 +57,8 @@ def setup_context(cfg):
     try:
         if device_id.isdigit() and target != "CPU":
             ms.set_device(target, int(device_id))
-        else:
-            ms.set_device(target)
+        elif target != ms.get_context("device_target"):
+            ms.set_device(target)  # only then: once the runtime runs, MindSpore refuses even the same target
     except (ValueError, RuntimeError) as e:
         raise ConfigError(f"cannot use device_target {target}: {str(e).strip().splitlines()[0]}") from e
     ms.set_seed(cfg.seed)
@@ -407,7 +408,10 @@ class _Run:
         self._log_header()
         self.restore()
         if self.writer:
-            save_config(cfg, os.path.join(self.output_dir, "config.yaml"),
+            # How this run started (resume, initial weights and their hash) would mislead eval.py, which reads
+            # this file for the checkpoints beside it: those keys are left unset.
+            saved = argparse.Namespace(**dict(vars(cfg), resume=None, ckpt_path=None, ckpt_sha256=None))
+            save_config(saved, os.path.join(self.output_dir, "config.yaml"),
                         header=f"Effective configuration of the run in {self.output_dir} (eval.py reads it)")
         if self.epoch >= cfg.epochs:
             logger.info("already trained %d of %d epochs: nothing to do (best top1 %.2f%% at epoch %d)", self.epoch,
@@ -451,5 +455,7 @@ class _Run:
 
 
 def train(cfg):
-    """Train as configured by ``cfg`` (see ``src.config``); returns the summary dict."""
-    return _Run(cfg).fit()
+    """Train as configured by ``cfg`` (see ``src.config``); returns the summary dict (None on ranks > 0)."""
+    run = _Run(cfg)
+    summary = run.fit()
+    return summary if run.writer else None
