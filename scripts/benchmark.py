@@ -3,10 +3,10 @@
 Sections (--sections, any of):
   eval    forward pass of the network in inference mode: images/s
   train   one training step as train.py runs it (soft-target cross entropy, backward, clipping, AdamW): images/s
-  lif     the LIF scan alone (along H and along W; forward and backward) in microseconds and effective GB/s,
-          beside a plain copy of the same tensor measured in the same run
-  layers  GroupNorm(1), exact GELU, depthwise 3x3 and 1x1 conv alone on the first stage's activation:
-          the fused CPU kernels (src/fast_ops) vs MindSpore's operators vs PyTorch
+  lif     the LIF kernels alone (along H and along W; forward and backward) in microseconds and effective GB/s,
+          beside a plain copy of the same tensor (ops.deepcopy) and the primitive scan, in the same run
+  layers  GroupNorm(1), exact GELU, depthwise 3x3 and 1x1 conv alone on the first stage's activation, forward
+          and forward+backward: the fused CPU kernels (src/fast_ops) vs MindSpore's operators vs PyTorch
   data    the input pipeline alone (src.dataset on the embedded sklearn digits unless --data_path): images/s
 
 Every measurement warms up first (GRAPH mode compiles then), then times --repeats calls and reports the median
@@ -104,9 +104,8 @@ def parse_args(argv=None):
                         help=f"square input side, a multiple of 32 (default {DEFAULTS['image_size']}); the lif and "
                              "layers sections use the first stage's activation (96 channels, side / 4)")
     parser.add_argument("--mode", type=comma_list(MODES, "mode"), default=None,
-                        help="MindSpore execution modes for eval and train, comma-separated: GRAPH (what train.py "
-                             f"uses), PYNATIVE (default GRAPH). lif and layers always run op by op "
-                             "(PYNATIVE)")
+                        help="MindSpore execution modes, comma-separated: GRAPH (what train.py uses), PYNATIVE "
+                             "(default GRAPH); lif and layers run each operator as a one-operator Cell in each mode")
     parser.add_argument("--precision", type=comma_list(PRECISIONS, "precision"), default=None,
                         help="fp32 and/or mixed (auto_mixed_precision O2, dynamic loss scale) for eval and train; "
                              "mixed is skipped with a note on CPU, where train.py trains in float32 too "
@@ -226,8 +225,7 @@ def round_robin(calls, warmup, repeats, label):
 def set_ratios(rows):
     """Throughput ratios of each row against the torch / plain-MindSpore row of the same measurement."""
     def key(row, variant):
-        # PyTorch has no execution modes: its row serves every mode of the measurement.
-        return row.section, row.what, row.precision, "" if variant == "torch" else row.mode, variant
+        return row.section, row.what, row.mode, row.precision, variant
 
     baselines = {}
     for row in rows:
@@ -381,7 +379,6 @@ def network_rows(section, args, torch, record):
 
     for name in args.model:
         images, targets = inputs(args.batch_size, args.image_size)
-        torch_done = False
         for mode in args.mode:
             for precision in args.precision:
                 label = f"{section} {name} {mode} {precision}"
@@ -390,7 +387,7 @@ def network_rows(section, args, torch, record):
                                note="skipped: no mixed precision on CPU (train.py trains in float32 there)"))
                     continue
                 ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
-                calls, rows = {}, {}
+                calls = {}
                 try:
                     for fast in args.fast_ops:
                         variant = "mindspore" if fast == "on" else "mindspore-plain"
@@ -398,12 +395,12 @@ def network_rows(section, args, torch, record):
                         net = build_mindspore(name, fast == "on", precision, args.image_size)
                         calls[variant] = (mindspore_eval_call(net, images) if section == "eval"
                                           else mindspore_train_call(net, images, targets, precision))
-                    # The PyTorch reference knows no modes: measured beside the first fp32 configuration only.
-                    if torch is not None and precision == "fp32" and not torch_done:
+                    # PyTorch knows no modes; it is timed again beside each mode (fp32) so that every ratio
+                    # comes from calls interleaved under the same load.
+                    if torch is not None and precision == "fp32":
                         model = torch_model(torch, name)
                         calls["torch"] = (torch_eval_call(torch, model, images) if section == "eval"
                                           else torch_train_call(torch, model, images, targets))
-                        torch_done = True
                     samples = round_robin(calls, args.warmup, args.repeats, label)
                 except Exception as err:  # one failed configuration must not cost the others
                     traceback.print_exc()
@@ -413,19 +410,39 @@ def network_rows(section, args, torch, record):
                 finally:
                     ms.set_context(mode=ms.PYNATIVE_MODE)
                 for variant, times in samples.items():
-                    rows[variant] = Row(section, variant, name, "" if variant == "torch" else mode,
-                                        precision, times, args.batch_size)
-                if "torch" in rows and len(args.mode) > 1:
-                    rows["torch"].note = "measured beside " + mode
-                for row in rows.values():
-                    record(row)
+                    note = f"timed beside the {mode} runs" if variant == "torch" else ""
+                    record(Row(section, variant, name, mode, precision, times, args.batch_size, note=note))
 
 
-# ---------------------------------------------------------------- LIF and layers (op by op)
+# ---------------------------------------------------------------- LIF and layers (operators alone)
 
 def activation_shape(args):
     side = args.image_size // 4
     return args.batch_size, 96, side, side
+
+
+def call_cell(op):
+    """``op`` as a Cell: in GRAPH mode it is compiled like a layer of the network, in PYNATIVE run op by op."""
+    from mindspore import nn
+
+    class Call(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.op = op
+
+        def construct(self, *inputs):
+            return self.op(*inputs)
+
+    return Call()
+
+
+def synced(cell, *inputs):
+    """A zero-argument call of ``cell`` that returns once the device has finished (first output fetched)."""
+    def call():
+        out = cell(*inputs)
+        return (out[0] if isinstance(out, tuple) else out).asnumpy()
+
+    return call
 
 
 def lif_rows(args, torch, record):
@@ -434,8 +451,8 @@ def lif_rows(args, torch, record):
     from mindspore import Tensor, ops
 
     from src.lif import LIFScan
+    from src.lif.custom import make_custom_ops
 
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     shape = activation_shape(args)
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape).astype(np.float32)
@@ -444,37 +461,42 @@ def lif_rows(args, torch, record):
     tau, vth = Tensor([0.25], ms.float32), Tensor([-0.2], ms.float32)
     nbytes = x_np.nbytes
     what = "x".join(map(str, shape))
-    for axis, along in ((2, "H"), (3, "W")):
-        scan = LIFScan(4, axis)
-        calls, work = {"copy": lambda: ops.deepcopy(x).asnumpy()}, {"copy": 2 * nbytes}
-        if scan.kernel is not None:
-            out = scan.kernel(x, tau, vth)
-            calls["forward"] = lambda: scan.kernel(x, tau, vth).asnumpy()
-            # The kernel's own bprop: the backward kernel alone, without autodiff bookkeeping.
-            calls["backward"] = lambda: scan.kernel.bprop(x, tau, vth, out, dout)[0].asnumpy()
-            work.update(forward=2 * nbytes, backward=3 * nbytes)  # read x (+dout), write out/dx
-        else:
-            progress(f"lif: no {ms.get_context('device_target')} kernel (backend {scan.backend}); primitive only")
-        primitive = LIFScan(4, axis, backend="primitive")
-        calls["forward-primitive"] = lambda: primitive(x, tau, vth).asnumpy()
-        work["forward-primitive"] = 2 * nbytes
-        if torch is not None:
-            from tests.torch_reference import lif_torch
+    target = ms.get_context("device_target")
+    for mode in args.mode:
+        ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
+        try:
+            for axis, along in ((2, "H"), (3, "W")):
+                calls = {"copy": synced(call_cell(ops.deepcopy), x)}
+                work = {"copy": 2 * nbytes}
+                if LIFScan(4, axis).backend == "custom":
+                    forward, backward = make_custom_ops(4, axis, target)
+                    calls["forward"] = synced(call_cell(forward), x, tau, vth)
+                    calls["backward"] = synced(call_cell(backward), x, tau, vth, dout)  # the backward kernel alone
+                    work.update(forward=2 * nbytes, backward=3 * nbytes)  # read x (and dout), write out (dx)
+                else:
+                    progress(f"lif: no {target} kernel; the primitive scan only")
+                calls["forward-primitive"] = synced(LIFScan(4, axis, backend="primitive"), x, tau, vth)
+                work["forward-primitive"] = 2 * nbytes
+                if torch is not None:
+                    from tests.torch_reference import lif_torch
 
-            tx, ttau, tvth = torch.from_numpy(x_np), torch.tensor([0.25]), torch.tensor([-0.2])
-            calls["torch-forward"] = lambda: lif_torch(tx, ttau, tvth, 4, axis).numpy()
-            calls["torch-copy"] = lambda: tx.clone().numpy()
-            work.update({"torch-forward": 2 * nbytes, "torch-copy": 2 * nbytes})
-        samples = round_robin(calls, args.warmup, args.repeats, f"lif along {along} {what}")
-        for variant, times in samples.items():
-            row = Row("lif", variant, f"LIF along {along} {what}", "PYNATIVE", "fp32", times, work[variant], "bytes")
-            # Time against the copy of the same framework (the target: forward <= 2x a copy).
-            copy = "torch-copy" if variant.startswith("torch") else "copy"
-            if not variant.endswith("copy"):
-                row.ratio_vs_copy = statistics.median(times) / statistics.median(samples[copy])
-            if variant == "torch-forward":
-                row.note = "lif_torch of tests/torch_reference.py"
-            record(row)
+                    tx, ttau, tvth = torch.from_numpy(x_np), torch.tensor([0.25]), torch.tensor([-0.2])
+                    calls["torch-forward"] = lambda tx=tx, axis=axis: lif_torch(tx, ttau, tvth, 4, axis).numpy()
+                    calls["torch-copy"] = lambda tx=tx: tx.clone().numpy()
+                    work.update({"torch-forward": 2 * nbytes, "torch-copy": 2 * nbytes})
+                samples = round_robin(calls, args.warmup, args.repeats, f"lif {mode} along {along} {what}")
+                for variant, times in samples.items():
+                    row = Row("lif", variant, f"LIF along {along} {what}", mode, "fp32", times, work[variant],
+                              "bytes")
+                    # Time against the copy of the same framework (the target: forward <= 2x a copy).
+                    copy = "torch-copy" if variant.startswith("torch") else "copy"
+                    if not variant.endswith("copy"):
+                        row.ratio_vs_copy = statistics.median(times) / statistics.median(samples[copy])
+                    if variant == "torch-forward":
+                        row.note = "lif_torch of tests/torch_reference.py"
+                    record(row)
+        finally:
+            ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 def layer_rows(args, torch, record):
@@ -485,7 +507,6 @@ def layer_rows(args, torch, record):
     from src import fast_ops
     from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm
 
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     shape = activation_shape(args)
     channels = shape[1]
     x_np = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -503,35 +524,39 @@ def layer_rows(args, torch, record):
             "depthwise 3x3": torch.nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
             "1x1 conv": torch.nn.Conv2d(channels, channels, 1),
         }
-    for layer, build in builders.items():
-        cells = {"mindspore": build()}
-        with fast_ops.disabled():
-            plain = build()
-        if getattr(cells["mindspore"], "use_kernel", False):
-            cells["mindspore-plain"] = plain
-        for direction in ("forward", "forward+backward"):
-            calls = {}
-            for variant, cell in cells.items():
-                if direction == "forward":
-                    calls[variant] = lambda cell=cell: cell(x).asnumpy()
-                else:
-                    grad = ms.grad(cell, grad_position=0, weights=cell.trainable_params())
-                    calls[variant] = lambda grad=grad: grad(x)[0].asnumpy()
-            if layer in torch_layers:
-                module = torch_layers[layer]
-                tx = torch.from_numpy(x_np).requires_grad_(direction != "forward")
-                if direction == "forward":
-                    calls["torch"] = lambda module=module, tx=tx: module(tx).detach().numpy()
-                else:
-                    def torch_grad(module=module, tx=tx):
-                        y = module(tx)
-                        return torch.autograd.grad(y, [tx, *module.parameters()], torch.ones_like(y))[0].numpy()
-                    calls["torch"] = torch_grad
-            label = f"layers {layer} {direction}"
-            samples = round_robin(calls, args.warmup, args.repeats, label)
-            for variant, times in samples.items():
-                record(Row("layers", variant, f"{layer} {direction} {'x'.join(map(str, shape))}", "PYNATIVE",
-                           "fp32", times, args.batch_size))
+    for mode in args.mode:
+        ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
+        try:
+            for layer, build in builders.items():
+                cells = {"mindspore": build()}
+                if getattr(cells["mindspore"], "use_kernel", False):
+                    with fast_ops.disabled():
+                        cells["mindspore-plain"] = build()
+                for direction in ("forward", "forward+backward"):
+                    calls = {}
+                    for variant, cell in cells.items():
+                        if direction == "forward":
+                            calls[variant] = synced(cell, x)
+                        else:
+                            calls[variant] = synced(ms.grad(cell, grad_position=0, weights=cell.trainable_params()),
+                                                    x)
+                    if layer in torch_layers:
+                        module = torch_layers[layer]
+                        tx = torch.from_numpy(x_np).requires_grad_(direction != "forward")
+                        if direction == "forward":
+                            calls["torch"] = lambda module=module, tx=tx: module(tx).detach().numpy()
+                        else:
+                            def torch_grad(module=module, tx=tx):
+                                y = module(tx)
+                                inputs = [tx, *module.parameters()]
+                                return torch.autograd.grad(y, inputs, torch.ones_like(y))[0].numpy()
+                            calls["torch"] = torch_grad
+                    samples = round_robin(calls, args.warmup, args.repeats, f"layers {mode} {layer} {direction}")
+                    for variant, times in samples.items():
+                        record(Row("layers", variant, f"{layer} {direction} {'x'.join(map(str, shape))}", mode,
+                                   "fp32", times, args.batch_size))
+        finally:
+            ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 # ---------------------------------------------------------------- data
