@@ -1,7 +1,7 @@
 """Export a trained SNN-MLP to MINDIR, ONNX or AIR for deployment.
 
-The network is built with the primitive LIF back-end (plain MindSpore ops), so the exported graph needs no
-custom kernel library. The checkpoint is verified (its .sha256 sidecar) and loaded strictly before export.
+The network is built with the primitive LIF back-end and without the fused CPU ops (plain MindSpore ops), so
+the exported graph needs no custom kernel library. The checkpoint is verified (its .sha256 sidecar) and loaded strictly before export.
 Model variant, num_classes, image_size and architecture arguments come from the config.yaml that training
 saved beside the checkpoint when there is one; flags given on the command line override it.
 """
@@ -17,6 +17,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.checkpoint import CheckpointError, load_checkpoint_strict, write_sidecar
+from src import fast_ops
 from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
 
 FILE_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -153,7 +154,9 @@ def export(args):
         raise ExportError(f"AIR export needs the Ascend device target (this is "
                           f"{ms.get_context('device_target')}); use --file_format MINDIR or ONNX")
     model, kwargs, image_size = resolve_model(args)
-    net = create_model(model, **kwargs)
+    # Neither the LIF kernels nor the fused CPU ops: their .so would be a dangling path inside the file.
+    with fast_ops.disabled():
+        net = create_model(model, **kwargs)
     load_checkpoint_strict(net, args.ckpt_path)
     net.set_train(False)
     if args.file_format == "ONNX":
