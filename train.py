@@ -30,8 +30,7 @@ def main(argv=None):
         print(f"train.py: interrupted; the checkpoints of finished epochs are in {cfg.output_dir}: run the same "
               f"command to continue from the last one", file=sys.stderr)
         return 130
-    if summary is not None:  # rank 0 reports for the whole job
-        print(json.dumps(summary), flush=True)
+    print(json.dumps(summary), flush=True)  # every rank: its log then shows that it finished
     return 0
 
 

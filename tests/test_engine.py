@@ -328,6 +328,20 @@ def test_initial_weights_for_fine_tuning_keep_a_new_head(tmp_path):
         load_initial_weights(_tiny_snnmlp(num_classes=3, embed_dim=16), path)
 
 
+@pytest.mark.parametrize("env, expected", [
+    ({}, False), ({"RANK_SIZE": "1"}, False), ({"RANK_SIZE": "8"}, True), ({"MS_WORKER_NUM": "1"}, True),
+    ({"MS_ROLE": "MS_WORKER"}, True), ({"RANK_TABLE_FILE": "/x/rank_table.json"}, True),
+])
+def test_distributed_only_under_a_launcher(monkeypatch, env, expected):
+    from src.engine.trainer import distributed_env
+
+    for name in ("RANK_SIZE", "MS_WORKER_NUM", "MS_ROLE", "RANK_TABLE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert distributed_env() is expected
+
+
 # ----------------------------------------------------------------------------------------------- config
 
 def test_config_defaults_overrides_and_types():

@@ -31,8 +31,9 @@ __all__ = ["train", "setup_context", "distributed_env", "init_distributed", "set
 
 logger = logging.getLogger("snn_mlp")
 
-# Any of these in the environment means a launcher (msrun, a rank table, mpirun) started this process.
-_LAUNCHER_ENV = ("MS_WORKER_NUM", "RANK_TABLE_FILE", "RANK_SIZE")
+# msrun (MS_WORKER_NUM, MS_ROLE) and rank tables (RANK_TABLE_FILE) need init() even for one worker: their
+# scheduler waits for it. mpirun-style launches say RANK_SIZE, which only matters above 1.
+_LAUNCHER_ENV = ("MS_WORKER_NUM", "MS_ROLE", "RANK_TABLE_FILE")
 _MAX_NONFINITE_WINDOWS = 3
 
 
@@ -41,12 +42,11 @@ class TrainingError(RuntimeError):
 
 
 def distributed_env():
-    """True when launched by msrun / a rank table / mpirun with more than one worker."""
-    for name in _LAUNCHER_ENV:
-        value = os.environ.get(name)
-        if value and (name == "RANK_TABLE_FILE" or value.strip() not in ("", "1")):
-            return True
-    return False
+    """True when a launcher (msrun, a rank table, mpirun with RANK_SIZE > 1) started this process."""
+    if any(os.environ.get(name) for name in _LAUNCHER_ENV):
+        return True
+    rank_size = os.environ.get("RANK_SIZE", "").strip()
+    return rank_size.isdigit() and int(rank_size) > 1
 
 
 def setup_context(cfg):
@@ -444,7 +444,7 @@ class _Run:
             f.write(json.dumps(record) + "\n")
 
     def summary(self):
-        result = {"model": self.cfg.model, "epochs": self.epoch, "global_step": self.global_step,
+        result = {"model": self.cfg.model, "rank": self.rank, "epochs": self.epoch, "global_step": self.global_step,
                   "best_top1": self.best_top1, "best_epoch": self.best_epoch,
                   "best_ckpt": self.checkpoints.best_path, "output_dir": self.output_dir,
                   "wall_seconds": round(time.time() - self.start_time, 1)}
@@ -455,7 +455,5 @@ class _Run:
 
 
 def train(cfg):
-    """Train as configured by ``cfg`` (see ``src.config``); returns the summary dict (None on ranks > 0)."""
-    run = _Run(cfg)
-    summary = run.fit()
-    return summary if run.writer else None
+    """Train as configured by ``cfg`` (see ``src.config``); returns the summary dict of this rank."""
+    return _Run(cfg).fit()
