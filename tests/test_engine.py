@@ -204,11 +204,42 @@ def test_ema_follows_its_formula_and_swaps():
         decay = min(0.5, (1 + n) / (10 + n))
         expected = decay * expected + (1 - decay) * np.array(value)
     np.testing.assert_allclose(ema.shadows[0].asnumpy(), expected, rtol=1e-6)
-    assert ema.shadows[0].name == "ema.p"
+    assert [s.name for s in ema.shadows] == ["ema.p"] and [p.name for p in ema.get_parameters()] == ["p", "ema.p",
+                                                                                                    "ema_updates"]
     ema.swap()
     np.testing.assert_allclose(param.asnumpy(), expected, rtol=1e-6)
     ema.swap()
     np.testing.assert_array_equal(param.asnumpy(), [-1.0, 1.0])
+
+
+def test_ema_swap_around_validation_keeps_training_in_graph_mode():
+    # Validation swaps the EMA in and out between compiled train steps: the swap must write into the buffers
+    # the compiled graphs use, or later EMA updates and weight updates stop reaching the Parameters.
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(5)
+    net = _Mlp(*(rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6,), (3, 6))))
+    ema = EMA(net.trainable_params(), decay=0.9)
+    step = TrainStep(net, AdamW(build_param_groups(net, 0.05)), ema=ema)
+    x = Tensor(rng.standard_normal((8, 5)).astype(np.float32))
+    y = Tensor(np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)])
+    lrs = Tensor(np.array([0.05, 0.05], np.float32))
+    previous_shadow = None
+    for _ in range(3):
+        for _ in range(2):
+            step(x, y, lrs)
+        live = [p.asnumpy().copy() for p in net.trainable_params()]
+        shadows = [s.asnumpy().copy() for s in ema.shadows]
+        assert previous_shadow is None or np.abs(shadows[0] - previous_shadow).max() > 1e-4  # EMA still moves
+        previous_shadow = shadows[0]
+        ema.swap()
+        net.set_train(False)
+        w1, b1, w2 = shadows
+        expected = np.tanh(x.asnumpy() @ w1.T + b1) @ w2.T
+        np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=1e-4, atol=1e-4)  # validates the EMA
+        ema.swap()
+        net.set_train(True)
+        for param, value in zip(net.trainable_params(), live):
+            np.testing.assert_array_equal(param.asnumpy(), value)
 
 
 # ----------------------------------------------------------------------------------------------- losses and metrics

@@ -129,7 +129,7 @@ class EMA(nn.Cell):
     """
 
     def __init__(self, params, decay=0.9999):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # the swapper Cell below shares the shadows: keep their names
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema_decay must lie in (0, 1), got {decay}")
         self.params = ParameterTuple(params)
@@ -137,6 +137,7 @@ class EMA(nn.Cell):
         self.decay = float(decay)
         self.updates = Parameter(Tensor(0, ms.int32), name="ema_updates", requires_grad=False)
         self.hyper_map = ops.HyperMap()
+        self._swapper = _Swapper(self.params, self.shadows)
 
     def construct(self):
         n = ops.cast(self.updates, ms.float32)
@@ -145,8 +146,29 @@ class EMA(nn.Cell):
         return self.hyper_map(ops.partial(_ema_update, decay), self.shadows, self.params)
 
     def swap(self):
-        """Exchange live and averaged weights (call twice to undo): validation and export use the EMA."""
-        for param, shadow in zip(self.params, self.shadows):
-            live = param.value().copy()
-            param.set_data(shadow.value().copy())
-            shadow.set_data(live)
+        """Exchange live and averaged weights (call twice to undo): validation and best.ckpt use the EMA.
+
+        In place (``Assign``) in a compiled Cell: ``Parameter.set_data`` would give the Parameter a new buffer
+        while an already compiled train step kept updating the old one.
+        """
+        return self._swapper()
+
+
+_swap_values = ops.MultitypeFuncGraph("swap_values")
+
+
+@_swap_values.register("Tensor", "Tensor")
+def _swap_values_tensor(param, shadow):
+    live = param * 1.0
+    live = ops.depend(live, ops.assign(param, ops.cast(shadow, param.dtype)))
+    return ops.assign(shadow, ops.cast(live, shadow.dtype))
+
+
+class _Swapper(nn.Cell):
+    def __init__(self, params, shadows):
+        super().__init__(auto_prefix=False)
+        self.params, self.shadows = params, shadows
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self):
+        return self.hyper_map(_swap_values, self.params, self.shadows)
