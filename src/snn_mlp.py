@@ -10,7 +10,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Constant, TruncatedNormal
 
 from src.checkpoint import to_official_name
-from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm
+from src import fast_ops
 from src.lif import LIFScan
 
 __all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "MODEL_ARCHS",
@@ -29,11 +29,11 @@ INPUT_MULTIPLE = 32
 
 def gelu():
     # The exact (erf) GELU of the PyTorch original; the tanh form drifts from the released weights.
-    return FastGELU()  # nn.GELU(approximate=False), fused on CPU (src/fast_ops)
+    return fast_ops.gelu()  # nn.GELU(approximate=False), or its fused CPU kernel
 
 
 def group_norm(channels):
-    return FastGroupNorm(channels, eps=1e-5)  # nn.GroupNorm(1, channels), fused on CPU (src/fast_ops)
+    return fast_ops.group_norm(channels, eps=1e-5)  # nn.GroupNorm(1, channels), or its fused CPU kernel
 
 
 def conv1x1(in_channels, out_channels, has_bias=True):
@@ -107,7 +107,7 @@ class LIFModule(nn.Cell):
                           init_vth=lif_init_vth, backend=lif_backend)
         self.lif1 = LIFSpike(dim=2, **lif_kwargs)
         self.lif2 = LIFSpike(dim=3, **lif_kwargs)
-        self.dw1 = FastDepthwiseConv3x3(dim, has_bias=lif_bias)  # nn.Conv2d 3x3, group=dim, padding 1
+        self.dw1 = fast_ops.depthwise_conv3x3(dim, has_bias=lif_bias)
 
     def construct(self, x):
         x = self.actn(self.norm1(self.conv1(x)))

@@ -142,3 +142,10 @@ def test_drop_path_only_in_training():
     np.testing.assert_array_equal(net(x).asnumpy(), net(x).asnumpy())
     net.set_train(True)
     assert not np.allclose(net(x).asnumpy(), net(x).asnumpy())
+
+
+def test_without_fast_ops_the_network_is_mindspore_cells_only(monkeypatch):
+    # What amp's rewrite and export need: no fused-kernel subclasses once the fast ops are off.
+    monkeypatch.setenv("SNNMLP_FAST_OPS", "0")
+    module = SNNMLP(**SMALL).layers[0].blocks[0].lif_module
+    assert (type(module.dw1), type(module.norm1), type(module.actn)) == (nn.Conv2d, nn.GroupNorm, nn.GELU)
