@@ -13,7 +13,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from src import fast_ops
-from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm
+from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm, SquaredSum
 
 # Odd sizes, 1-wide planes, and one large enough to be split over threads (>= 2 * 2^15 elements).
 SHAPES = [(3, 5, 7, 9), (1, 3, 1, 1), (2, 4, 1, 6), (2, 3, 5, 1), (1, 2, 2, 2), (2, 16, 45, 47)]
@@ -219,6 +219,28 @@ def test_depthwise_conv_without_bias(mode):
     assert_close(dweight, ref_dweight)
 
 
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 7), (1,), (2, 16, 45, 47), (300007,)])
+def test_squared_sum_matches_numpy(mode, shape):
+    _, x, _ = random_case(shape, 10)
+    cell = SquaredSum()
+    assert cell.use_kernel
+    total = cell(Tensor(x))
+    assert total.shape == () and total.dtype == ms.float32
+    expected = (x.astype(np.float64) ** 2).sum()
+    assert abs(float(total.asnumpy()) - expected) <= 1e-6 * expected  # summed in double: float rounding only
+    assert_close(ms.grad(cell)(Tensor(x)).asnumpy(), 2.0 * x.astype(np.float64))
+
+
+def test_squared_sum_falls_back_off_the_kernel(fast_ops_off):
+    _, x, _ = random_case((4, 9), 11)
+    cell = SquaredSum()
+    assert not cell.use_kernel
+    for value in (x, x.astype(np.float16)):
+        total = cell(Tensor(value))
+        assert total.dtype == ms.float32
+        assert abs(float(total.asnumpy()) - (value.astype(np.float64) ** 2).sum()) <= 1e-5 * (x ** 2).sum()
+
+
 # ---------------------------------------------------------------- kernels vs MindSpore's own operators
 
 def test_cells_agree_with_mindspore_operators(mode, monkeypatch):
@@ -308,15 +330,53 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     cells = [FastGroupNorm(16), FastGELU(), FastDepthwiseConv3x3(16)]
     for cell in cells:
         set_random_parameters(cell, rng)
-    results = {}
+    results, sums = {}, {}
     for threads in ("1", "3"):
         monkeypatch.setenv("SNNMLP_NUM_THREADS", threads)
         results[threads] = [run_cell(cell, x, dy) for cell in cells]
+        sums[threads] = SquaredSum()(Tensor(x)).asnumpy()
+    assert sums["1"] == sums["3"]
     for one, three in zip(results["1"], results["3"]):
         np.testing.assert_array_equal(one[0], three[0])
         np.testing.assert_array_equal(one[1], three[1])
         for a, b in zip(one[2], three[2]):
             np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- the network routes through them
+
+def test_network_uses_fused_cells_and_matches_mindspore_operators(monkeypatch):
+    from src.snn_mlp import SNNMLP
+
+    kwargs = dict(num_classes=10, embed_dim=16, depths=(1, 1, 1, 1), lif=4, drop_path_rate=0.0)
+    fused = SNNMLP(**kwargs)
+    monkeypatch.setenv(fast_ops.ENV_SWITCH, "0")
+    plain = SNNMLP(**kwargs)
+    cells = [c for _, c in fused.cells_and_names() if isinstance(c, (FastGroupNorm, FastGELU, FastDepthwiseConv3x3))]
+    # Per block: 5 GroupNorms, 4 GELUs (one shared Cell in the LIF module, one in the MLP), 1 depthwise conv.
+    assert len([c for c in cells if isinstance(c, FastDepthwiseConv3x3)]) == 4
+    assert all(c.use_kernel for c in cells)
+    assert not any(getattr(c, "use_kernel", False) for _, c in plain.cells_and_names())
+    rng = np.random.default_rng(9)
+    for p, q in zip(fused.get_parameters(), plain.get_parameters()):
+        assert p.name == q.name
+        value = Tensor((rng.standard_normal(p.shape) * 0.2 + (1.0 if p.name.endswith("gamma") else 0.0))
+                       .astype(np.float32))
+        p.set_data(value)
+        q.set_data(value)
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    dy = rng.standard_normal((2, 10)).astype(np.float32)
+    for net in (fused, plain):
+        net.set_train(False)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        ours, theirs = run_cell(fused, x, dy), run_cell(plain, x, dy)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert_close(ours[0], theirs[0], rtol=1e-4)
+    assert_close(ours[1], theirs[1], rtol=1e-4)
+    for a, b in zip(ours[2], theirs[2]):
+        assert_close(a, b, rtol=1e-4)
 
 
 # ---------------------------------------------------------------- the benchmark tool (scripts/benchmark.py)

@@ -1,4 +1,5 @@
-"""Fused CPU kernels for the layers MindSpore's CPU back-end runs slowly, as drop-in Cells.
+"""Fused CPU kernels for the layers MindSpore's CPU back-end runs slowly, as drop-in Cells (and a sum of squares
+for gradient norms).
 
 On float32 NCHW tensors MindSpore 2.10 CPU takes several times PyTorch's time for GroupNorm, exact GELU and the
 depthwise 3x3 convolution (docs/PERFORMANCE.md has the figures). These Cells subclass the MindSpore layers they
@@ -155,3 +156,20 @@ def depthwise_conv3x3(channels, has_bias=True):
     if cpu_kernels():
         return FastDepthwiseConv3x3(channels, has_bias)
     return nn.Conv2d(channels, channels, 3, pad_mode="pad", padding=1, group=channels, has_bias=has_bias)
+
+
+class SquaredSum(nn.Cell):
+    """``construct(x)``: the sum of squares of ``x`` as a float32 scalar, ``ops.reduce_sum(x * x)`` in float32
+    (gradient norms); one fused pass on CPU for float32 (MindSpore's full ReduceSum is slow there)."""
+
+    def __init__(self):
+        super().__init__()
+        kernels = cpu_kernels()
+        self.use_kernel = kernels is not None
+        self.kernel = kernels.squared_sum if kernels else None
+
+    def construct(self, x):
+        if self.use_kernel and x.dtype == mstype.float32:
+            return self.kernel(x)
+        x = ops.cast(x, mstype.float32)
+        return ops.reduce_sum(x * x)

@@ -56,10 +56,13 @@ class CpuKernels:
     * ``gelu(x) -> y``: exact (erf) GELU of a float32 tensor of any shape.
     * ``depthwise_conv3x3(x, weight, bias) -> y``: depthwise 3x3 convolution, stride 1, zero padding 1,
       ``weight`` (C, 1, 3, 3), ``bias`` (C,).
+    * ``squared_sum(x) -> s``: the sum of squares of a float32 tensor of any shape, a float32 scalar (summed in
+      double); for gradient norms.
     """
     group_norm: ops.Custom
     gelu: ops.Custom
     depthwise_conv3x3: ops.Custom
+    squared_sum: ops.Custom
 
 
 def make_cpu_kernels():
@@ -85,9 +88,13 @@ def make_cpu_kernels():
         dx, dweight, dbias = conv_backward(x, weight, dout)
         return dx, dweight, dbias
 
+    def squared_sum_bprop(x, out, dout):
+        return (2.0 * x * dout,)
+
     return CpuKernels(
         group_norm=_custom(library, "GroupNorm1Forward", ("x", "gamma", "beta", "eps"), ("y", "mean", "rstd"),
                            norm_bprop),
         gelu=_custom(library, "GeluForward", ("x",), ("y",), gelu_bprop),
         depthwise_conv3x3=_custom(library, "DepthwiseConv3x3Forward", ("x", "weight", "bias"), ("y",), conv_bprop),
+        squared_sum=_custom(library, "SquaredSum", ("x",), ("sum",), squared_sum_bprop),
     )

@@ -1,6 +1,7 @@
 // Fused float32 CPU kernels for MindSpore ops.Custom(func_type="aot"): the layers of SNN-MLP that MindSpore's
 // CPU back-end runs slowly (GroupNorm with one group, exact GELU, depthwise 3x3 convolution), forward and
-// backward. src/fast_ops/__init__.py wraps them as Cells; tests/test_fast_ops.py checks them against numpy.
+// backward, and the sum of squares of a tensor (gradient norms). src/fast_ops/__init__.py wraps them as Cells;
+// tests/test_fast_ops.py checks them against numpy.
 //
 //   GroupNorm1Forward:   x (N,C,H,W), gamma (C,), beta (C,), eps (1,)  -> y like x, mean (N,), rstd (N,)
 //   GroupNorm1Backward:  x, gamma, mean, rstd, dy                      -> dx, dgamma (C,), dbeta (C,)
@@ -8,8 +9,9 @@
 //   GeluBackward:        x, dy                                         -> dx = dy * (Phi(x) + x * phi(x))
 //   DepthwiseConv3x3Forward:  x (N,C,H,W), weight (C,1,3,3), bias (C,) -> y (N,C,H,W)   (stride 1, padding 1)
 //   DepthwiseConv3x3Backward: x, weight, dy                            -> dx, dweight (C,1,3,3), dbias (C,)
+//   SquaredSum:          x (any shape)                                 -> sum of x^2, a scalar
 //
-// Work is split over the N*C planes (or, for GELU, over equal chunks) across std::threads; SNNMLP_NUM_THREADS
+// Work is split over the N*C planes (or, for GELU and SquaredSum, over equal chunks) across std::threads; SNNMLP_NUM_THREADS
 // caps the count (default: all hardware threads), as for the LIF kernel. Inner loops run along the contiguous W
 // axis and are written so that the compiler vectorises them (-O3 -march=native -fopenmp-simd). Reductions are
 // per plane (float vector lanes, then double) and the plane sums are added in a fixed order, so results do not
@@ -174,6 +176,28 @@ bool GeluBackwardImpl(const float *x, const float *dy, float *dx, int64_t count)
       dx[i] = dy[i] * (normal.cdf + x[i] * normal.pdf);
     }
   });
+}
+
+// ---------------------------------------------------------------- sum of squares
+
+// Float vector lanes per chunk, the chunk sums added in double in chunk order (thread-count independent).
+bool SquaredSumImpl(const float *x, int64_t count, float *out) {
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  std::vector<double> partial(chunks);
+  const bool ok = ParallelFor(chunks, count, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t stop = std::min(count, (c + 1) * kChunk);
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = c * kChunk; i < stop; ++i) sum += x[i] * x[i];
+      partial[c] = sum;
+    }
+  });
+  double total = 0.0;
+  for (const double p : partial) total += p;
+  *out = static_cast<float>(total);
+  return ok;
 }
 
 // ---------------------------------------------------------------- GroupNorm with one group
@@ -510,6 +534,8 @@ std::vector<int64_t> GeluBackwardInferShape(int *ndims, int64_t **shapes, AotExt
   return ShapeOf(0, ndims, shapes);
 }
 
+std::vector<int64_t> SquaredSumInferShape(int *, int64_t **, AotExtra *) { return {}; }  // a scalar
+
 std::vector<int64_t> DepthwiseConv3x3ForwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
   return ShapeOf(0, ndims, shapes);
 }
@@ -630,6 +656,17 @@ int DepthwiseConv3x3Backward(int nparam, void **params, int *ndims, int64_t **sh
     const bool ok = DepthwiseBackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
                                       static_cast<const float *>(params[2]), static_cast<float *>(params[3]), dweight,
                                       dbias, s);
+    return ok ? 0 : 1;
+  });
+}
+
+int SquaredSum(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const char *op = "SquaredSum";
+  return Guarded(op, [&]() -> int {
+    if (nparam != 2) return Fail(op, "takes x and one output");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "x must be float32");
+    const bool ok = SquaredSumImpl(static_cast<const float *>(params[0]), Elements(ndims[0], shapes[0]),
+                                   static_cast<float *>(params[1]));
     return ok ? 0 : 1;
   });
 }
