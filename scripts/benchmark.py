@@ -155,6 +155,12 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- timing and results
 
+def failure(err):
+    """One line for a failure: the exception type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    return f"failed: {type(err).__name__}" + (f": {lines[0]}" if lines else "")
+
+
 def progress(message):
     print(f"[benchmark] {message}", file=sys.stderr, flush=True)
 
@@ -404,8 +410,7 @@ def network_rows(section, args, torch, record):
                     samples = round_robin(calls, args.warmup, args.repeats, label)
                 except Exception as err:  # one failed configuration must not cost the others
                     traceback.print_exc()
-                    record(Row(section, "mindspore", name, mode, precision, note=f"failed: {type(err).__name__}: "
-                                                                                 f"{str(err).splitlines()[0]}"))
+                    record(Row(section, "mindspore", name, mode, precision, note=failure(err)))
                     continue
                 finally:
                     ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -580,8 +585,13 @@ def data_rows(args, record):
     iterator = dataset.create_tuple_iterator(num_epochs=-1, output_numpy=True)
 
     def call():
-        for _ in range(batches):
-            next(iterator)
+        fetched = 0
+        while fetched < batches:
+            try:
+                next(iterator)
+                fetched += 1
+            except StopIteration:  # the end of an epoch; the next call starts the next one
+                continue
 
     samples = round_robin({"mindspore": call}, args.warmup, args.repeats, f"data {batches} batches")
     note = f"{batches} batches of {args.batch_size} per call, train augmentations, {root}"
@@ -662,7 +672,7 @@ def main(argv=None):
                 raise
             except Exception as err:  # a broken section must not cost the others
                 traceback.print_exc()
-                record(Row(section, "", "", note=f"failed: {type(err).__name__}: {str(err).splitlines()[0]}"))
+                record(Row(section, "", "", note=failure(err)))
         machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
         if args.json:
             write_json(args.json, machine, args, rows)
