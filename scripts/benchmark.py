@@ -26,6 +26,7 @@ examples:
 """
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -45,6 +46,7 @@ MODES = ("GRAPH", "PYNATIVE")
 PRECISIONS = ("fp32", "mixed")
 FAST_OPS = ("on", "off")
 NUM_CLASSES = 1000
+OPERATOR_SAMPLE_S = 0.2  # lif and layers: each sample repeats the operator for at least this long
 
 # What --quick sets (flags given explicitly still win): one small T configuration, every section, ~1 minute.
 QUICK = dict(model=["snnmlp_t"], batch_size=2, image_size=64, mode=["GRAPH"], precision=["fp32"],
@@ -209,22 +211,32 @@ class Row:
         return data
 
 
-def round_robin(calls, warmup, repeats, label):
+def round_robin(calls, warmup, repeats, label, min_sample_s=0.0):
     """Time each of ``calls`` (name -> zero-argument function that returns after the device finished)
-    ``repeats`` times, one call of each in turn, after ``warmup`` untimed calls each; name -> seconds."""
+    ``repeats`` times, one sample of each in turn, after ``warmup`` untimed calls each; name -> seconds per call.
+
+    A sample is one call, or for calls shorter than ``min_sample_s`` as many back-to-back calls as fill it
+    (counted from the last warm-up call), divided by their number: millisecond operators are then timed over
+    tens of calls, so a scheduling hiccup of the shared machine moves one sample less.
+    """
+    inner = {}
     for name, call in calls.items():
-        for i in range(warmup):
+        last = 0.0
+        for i in range(max(warmup, 1 if min_sample_s else 0)):
             started = time.perf_counter()
             call()
-            progress(f"{label} {name}: warm-up {i + 1}/{warmup} {time.perf_counter() - started:.2f} s")
+            last = time.perf_counter() - started
+            progress(f"{label} {name}: warm-up {i + 1}/{warmup} {last:.3f} s")
+        inner[name] = max(1, math.ceil(min_sample_s / last)) if min_sample_s and last > 0 else 1
     samples = {name: [] for name in calls}
     for r in range(repeats):
         for name, call in calls.items():
             started = time.perf_counter()
-            call()
-            samples[name].append(time.perf_counter() - started)
+            for _ in range(inner[name]):
+                call()
+            samples[name].append((time.perf_counter() - started) / inner[name])
         progress(f"{label} repeat {r + 1}/{repeats}: "
-                 + ", ".join(f"{name} {samples[name][-1] * 1e3:.1f} ms" for name in calls))
+                 + ", ".join(f"{name} {samples[name][-1] * 1e3:.2f} ms" for name in calls))
     return samples
 
 
@@ -442,12 +454,15 @@ def call_cell(op):
 
 
 def synced(cell, *inputs):
-    """A zero-argument call of ``cell`` that returns once the device has finished (first output fetched)."""
-    def call():
-        out = cell(*inputs)
-        return (out[0] if isinstance(out, tuple) else out).asnumpy()
+    """A zero-argument call of ``cell`` that returns once the device has finished (every output fetched)."""
+    def fetch(out):
+        if isinstance(out, (tuple, list)):
+            for item in out:
+                fetch(item)
+        else:
+            out.asnumpy()
 
-    return call
+    return lambda: fetch(cell(*inputs))
 
 
 def lif_rows(args, torch, record):
@@ -489,7 +504,8 @@ def lif_rows(args, torch, record):
                     calls["torch-forward"] = lambda tx=tx, axis=axis: lif_torch(tx, ttau, tvth, 4, axis).numpy()
                     calls["torch-copy"] = lambda tx=tx: tx.clone().numpy()
                     work.update({"torch-forward": 2 * nbytes, "torch-copy": 2 * nbytes})
-                samples = round_robin(calls, args.warmup, args.repeats, f"lif {mode} along {along} {what}")
+                samples = round_robin(calls, args.warmup, args.repeats, f"lif {mode} along {along} {what}",
+                                      OPERATOR_SAMPLE_S)
                 for variant, times in samples.items():
                     row = Row("lif", variant, f"LIF along {along} {what}", mode, "fp32", times, work[variant],
                               "bytes")
@@ -542,9 +558,9 @@ def layer_rows(args, torch, record):
                     for variant, cell in cells.items():
                         if direction == "forward":
                             calls[variant] = synced(cell, x)
-                        else:
-                            calls[variant] = synced(ms.grad(cell, grad_position=0, weights=cell.trainable_params()),
-                                                    x)
+                        else:  # value_and_grad: the forward output is wanted, so GRAPH mode cannot prune it
+                            step = ms.value_and_grad(cell, grad_position=0, weights=cell.trainable_params())
+                            calls[variant] = synced(step, x)
                     if layer in torch_layers:
                         module = torch_layers[layer]
                         tx = torch.from_numpy(x_np).requires_grad_(direction != "forward")
@@ -556,7 +572,8 @@ def layer_rows(args, torch, record):
                                 inputs = [tx, *module.parameters()]
                                 return torch.autograd.grad(y, inputs, torch.ones_like(y))[0].numpy()
                             calls["torch"] = torch_grad
-                    samples = round_robin(calls, args.warmup, args.repeats, f"layers {mode} {layer} {direction}")
+                    samples = round_robin(calls, args.warmup, args.repeats, f"layers {mode} {layer} {direction}",
+                                          OPERATOR_SAMPLE_S)
                     for variant, times in samples.items():
                         record(Row("layers", variant, f"{layer} {direction} {'x'.join(map(str, shape))}", mode,
                                    "fp32", times, args.batch_size))
