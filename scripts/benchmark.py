@@ -46,13 +46,12 @@ MODES = ("GRAPH", "PYNATIVE")
 PRECISIONS = ("fp32", "mixed")
 FAST_OPS = ("on", "off")
 NUM_CLASSES = 1000
-OPERATOR_SAMPLE_S = 0.2  # lif and layers: each sample repeats the operator for at least this long
 
 # What --quick sets (flags given explicitly still win): one small T configuration, every section, ~1 minute.
 QUICK = dict(model=["snnmlp_t"], batch_size=2, image_size=64, mode=["GRAPH"], precision=["fp32"],
-             fast_ops=["on", "off"], repeats=3, warmup=1, data_batches=4)
+             fast_ops=["on", "off"], repeats=3, warmup=1, data_batches=4, min_sample_s=0.03)
 DEFAULTS = dict(model=["snnmlp_t"], batch_size=8, image_size=224, mode=["GRAPH"], precision=["fp32"],
-                fast_ops=["on"], repeats=5, warmup=2, data_batches=30)
+                fast_ops=["on"], repeats=5, warmup=2, data_batches=30, min_sample_s=0.2)
 
 
 def describe(preset):
@@ -123,6 +122,10 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed calls per variant first; GRAPH mode compiles in the first "
                              f"(default {DEFAULTS['warmup']})")
+    parser.add_argument("--min_sample_s", type=float, default=None,
+                        help="lif and layers: each timed sample repeats the operator back to back for at least "
+                             "this many seconds and reports the time per call, so that millisecond operators are "
+                             f"not timed one call at a time (default {DEFAULTS['min_sample_s']})")
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count(),
                         help="CPU threads for MindSpore's kernels, the project's aot kernels "
                              "(SNNMLP_NUM_THREADS) and PyTorch alike (default: all cores, here "
@@ -152,6 +155,8 @@ def parse_args(argv=None):
         parser.error(f"--image_size must be a multiple of 32 (patch 4 and three 2x2 merges), got {args.image_size}")
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    if args.min_sample_s < 0:
+        parser.error(f"--min_sample_s must be >= 0, got {args.min_sample_s}")
     return args
 
 
@@ -226,7 +231,8 @@ def round_robin(calls, warmup, repeats, label, min_sample_s=0.0):
             started = time.perf_counter()
             call()
             last = time.perf_counter() - started
-            progress(f"{label} {name}: warm-up {i + 1}/{warmup} {last:.3f} s")
+            progress(f"{label} {name}: " + (f"warm-up {i + 1}/{warmup}" if i < warmup else "calibration")
+                     + f" {last:.3f} s")
         inner[name] = max(1, math.ceil(min_sample_s / last)) if min_sample_s and last > 0 else 1
     samples = {name: [] for name in calls}
     for r in range(repeats):
@@ -505,7 +511,7 @@ def lif_rows(args, torch, record):
                     calls["torch-copy"] = lambda tx=tx: tx.clone().numpy()
                     work.update({"torch-forward": 2 * nbytes, "torch-copy": 2 * nbytes})
                 samples = round_robin(calls, args.warmup, args.repeats, f"lif {mode} along {along} {what}",
-                                      OPERATOR_SAMPLE_S)
+                                      args.min_sample_s)
                 for variant, times in samples.items():
                     row = Row("lif", variant, f"LIF along {along} {what}", mode, "fp32", times, work[variant],
                               "bytes")
@@ -573,7 +579,7 @@ def layer_rows(args, torch, record):
                                 return torch.autograd.grad(y, inputs, torch.ones_like(y))[0].numpy()
                             calls["torch"] = torch_grad
                     samples = round_robin(calls, args.warmup, args.repeats, f"layers {mode} {layer} {direction}",
-                                          OPERATOR_SAMPLE_S)
+                                          args.min_sample_s)
                     for variant, times in samples.items():
                         record(Row("layers", variant, f"{layer} {direction} {'x'.join(map(str, shape))}", mode,
                                    "fp32", times, args.batch_size))
