@@ -27,8 +27,8 @@ from mindspore import dtype as mstype
 from src.fast_ops.custom import make_cpu_kernels
 from src.lif.custom import KernelBuildError
 
-__all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "fast_ops_status", "cpu_kernels",
-           "disabled", "group_norm", "gelu", "depthwise_conv3x3"]
+__all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "SquaredSum", "fast_ops_status",
+           "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3"]
 
 ENV_SWITCH = "SNNMLP_FAST_OPS"
 _OFF_VALUES = ("0", "false", "off", "no")
@@ -142,22 +142,6 @@ class FastDepthwiseConv3x3(nn.Conv2d):
         return super().construct(x)
 
 
-# What the network builds: the fused Cells where their kernels run, else MindSpore's own Cells, which every
-# MindSpore tool knows (amp O1's network rewrite fails on the subclasses above: "NameError: Conv2dOpt").
-def group_norm(num_channels, eps=1e-5):
-    return FastGroupNorm(num_channels, eps) if cpu_kernels() else nn.GroupNorm(1, num_channels, eps=eps)
-
-
-def gelu():
-    return FastGELU() if cpu_kernels() else nn.GELU(approximate=False)
-
-
-def depthwise_conv3x3(channels, has_bias=True):
-    if cpu_kernels():
-        return FastDepthwiseConv3x3(channels, has_bias)
-    return nn.Conv2d(channels, channels, 3, pad_mode="pad", padding=1, group=channels, has_bias=has_bias)
-
-
 class SquaredSum(nn.Cell):
     """``construct(x)``: the sum of squares of ``x`` as a float32 scalar, ``ops.reduce_sum(x * x)`` in float32
     (gradient norms); one fused pass on CPU for float32 (MindSpore's full ReduceSum is slow there)."""
@@ -173,3 +157,19 @@ class SquaredSum(nn.Cell):
             return self.kernel(x)
         x = ops.cast(x, mstype.float32)
         return ops.reduce_sum(x * x)
+
+
+# What the network builds: the fused Cells where their kernels run, else MindSpore's own Cells, which every
+# MindSpore tool knows (amp O1's network rewrite fails on the subclasses above: "NameError: Conv2dOpt").
+def group_norm(num_channels, eps=1e-5):
+    return FastGroupNorm(num_channels, eps) if cpu_kernels() else nn.GroupNorm(1, num_channels, eps=eps)
+
+
+def gelu():
+    return FastGELU() if cpu_kernels() else nn.GELU(approximate=False)
+
+
+def depthwise_conv3x3(channels, has_bias=True):
+    if cpu_kernels():
+        return FastDepthwiseConv3x3(channels, has_bias)
+    return nn.Conv2d(channels, channels, 3, pad_mode="pad", padding=1, group=channels, has_bias=has_bias)
