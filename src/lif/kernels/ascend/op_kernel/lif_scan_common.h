@@ -166,7 +166,7 @@ class LanesView {
   }
 
  private:
-  static constexpr bool IsFloat() { return sizeof(T) == sizeof(float); }
+  __aicore__ static constexpr bool IsFloat() { return sizeof(T) == sizeof(float); }
   // float32: the buffer itself; float16: its widened copy.
   __aicore__ inline LocalTensor<float> Wide(const LocalTensor<T> &raw) const {
     if constexpr (IsFloat()) {
