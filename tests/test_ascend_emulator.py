@@ -35,9 +35,12 @@ def _load_harness():
 @pytest.fixture(scope="session")
 def emu():
     harness = _load_harness()
-    harness.build("float32")
-    harness.build("float16")
+    harness.build_all(extra=[([ASCEND / "emulator" / "selftest" / "bad_kernels.cpp"], _bad_kernels_path(harness))])
     return harness
+
+
+def _bad_kernels_path(harness):
+    return harness.cache_dir() / "bad_kernels"
 
 
 def _inputs(shape, dtype, seed):
@@ -183,10 +186,7 @@ RULES = {
 
 @pytest.fixture(scope="session")
 def bad_kernels(emu):
-    binary = emu.cache_dir() / "bad_kernels"
-    if not binary.exists():
-        emu.compile_program([ASCEND / "emulator" / "selftest" / "bad_kernels.cpp"], binary)
-    return binary
+    return _bad_kernels_path(emu)
 
 
 def test_bad_kernel_cases_cover_the_rules(bad_kernels):

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def _sources():
 
 def compile_flags():
     """g++ flags that put the emulator in place of CANN's headers (the kernel sources are unchanged)."""
-    return ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+    return ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Wno-unused-parameter",
             f"-I{EMULATOR / 'include'}", f"-I{ASCEND / 'op_host'}", f"-I{ASCEND / 'op_kernel'}",
             "-include", str(ASCEND / "op_host" / "lif_scan_tiling.h"),
             "-DEMU_TILING_STRUCT=optiling::LifScanTilingData"]
@@ -46,7 +47,7 @@ def compile_flags():
 
 def cache_dir():
     root = os.environ.get("SNNMLP_EMULATOR_CACHE") or os.path.join(tempfile.gettempdir(), "snnmlp_ascend_emulator")
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(" ".join(compile_flags()).encode())
     for f in _sources():
         digest.update(f.name.encode() + b"\0" + f.read_bytes())
     path = Path(root) / digest.hexdigest()[:16]
@@ -55,11 +56,15 @@ def cache_dir():
 
 
 def compile_program(sources, output, dtype="float32", extra=()):
-    """Compiles ``sources`` with the emulator flags into ``output``; raises EmulatorError with g++'s message."""
-    cmd = ["g++", *compile_flags(), f"-DDTYPE_X={DTYPES[dtype][0]}", *extra, *map(str, sources), "-o", str(output)]
+    """Compiles ``sources`` with the emulator flags into ``output`` (whole or not at all); raises EmulatorError
+    with g++'s message."""
+    output = Path(output)
+    tmp = output.with_name(f"{output.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    cmd = ["g++", *compile_flags(), f"-DDTYPE_X={DTYPES[dtype][0]}", *extra, *map(str, sources), "-o", str(tmp)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise EmulatorError(f"g++ failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+    os.replace(tmp, output)
     return output
 
 
@@ -67,10 +72,18 @@ def build(dtype="float32"):
     """Path of the driver binary for ``dtype`` (float32 or float16), compiled if its sources changed."""
     binary = cache_dir() / f"driver_{dtype}"
     if not binary.exists():
-        tmp = binary.with_suffix(f".{os.getpid()}.tmp")
-        compile_program([ASCEND / HOST, *(ASCEND / k for k in KERNELS), EMULATOR / "driver.cpp"], tmp, dtype)
-        os.replace(tmp, binary)
+        compile_program([ASCEND / HOST, *(ASCEND / k for k in KERNELS), EMULATOR / "driver.cpp"], binary, dtype)
     return binary
+
+
+def build_all(dtypes=tuple(DTYPES), extra=()):
+    """Builds the drivers for ``dtypes`` (and ``extra``: (sources, output) pairs) side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2 + len(extra)) as pool:
+        jobs = [pool.submit(build, d) for d in dtypes]
+        jobs += [pool.submit(compile_program, sources, output) for sources, output in extra if not output.exists()]
+        return [job.result() for job in jobs]
 
 
 def run(mode, x, tau, vth, window, axis, cores, dout=None, workdir=None):

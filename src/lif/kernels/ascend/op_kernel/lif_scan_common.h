@@ -128,10 +128,10 @@ class Transpose {
     Muls(raw, raw, static_cast<int32_t>(s_ * sizeof(float)), sp_);
     for (uint32_t i = 1; i < s_; ++i) Adds(raw[i * sp_], raw, static_cast<int32_t>(i * sizeof(float)), sp_);
   }
-  __aicore__ inline void ToLanes(const LocalTensor<float> &dst, const LocalTensor<float> &raw) const {
+  __aicore__ inline void ToLanes(const LocalTensor<float> &dst, const LocalTensor<float> &raw) {
     Gather(dst, raw, to_lanes_.Get<uint32_t>(), 0, s_ * sp_);
   }
-  __aicore__ inline void ToRaw(const LocalTensor<float> &dst, const LocalTensor<float> &lanes) const {
+  __aicore__ inline void ToRaw(const LocalTensor<float> &dst, const LocalTensor<float> &lanes) {
     Gather(dst, lanes, to_raw_.Get<uint32_t>(), 0, s_ * sp_);
   }
 
@@ -145,13 +145,13 @@ class Transpose {
 template <typename T>
 class LanesView {
  public:
-  __aicore__ inline void Init(TPipe *pipe, const Tiling &t, const Transpose *transpose) {
+  __aicore__ inline void Init(TPipe *pipe, const Tiling &t, Transpose *transpose) {
     transpose_ = t.axis == 3 ? transpose : nullptr;
     raw_ = RawElements(t);
     if (!IsFloat()) pipe->InitBuffer(wide_, raw_ * sizeof(float));
     if (transpose_ != nullptr) pipe->InitBuffer(lanes_, raw_ * sizeof(float));
   }
-  __aicore__ inline LocalTensor<float> In(const LocalTensor<T> &raw) const {
+  __aicore__ inline LocalTensor<float> In(const LocalTensor<T> &raw) {
     LocalTensor<float> wide = Wide(raw);
     if constexpr (!IsFloat()) Cast(wide, raw, RoundMode::CAST_NONE, raw_);
     if (transpose_ == nullptr) return wide;
@@ -159,7 +159,7 @@ class LanesView {
     transpose_->ToLanes(lanes, wide);
     return lanes;
   }
-  __aicore__ inline void Out(const LocalTensor<float> &lanes, const LocalTensor<T> &raw) const {
+  __aicore__ inline void Out(const LocalTensor<float> &lanes, const LocalTensor<T> &raw) {
     LocalTensor<float> wide = Wide(raw);
     if (transpose_ != nullptr) transpose_->ToRaw(wide, lanes);
     if constexpr (!IsFloat()) Cast(raw, wide, RoundMode::CAST_RINT, raw_);
@@ -168,7 +168,7 @@ class LanesView {
  private:
   __aicore__ static constexpr bool IsFloat() { return sizeof(T) == sizeof(float); }
   // float32: the buffer itself; float16: its widened copy.
-  __aicore__ inline LocalTensor<float> Wide(const LocalTensor<T> &raw) const {
+  __aicore__ inline LocalTensor<float> Wide(const LocalTensor<T> &raw) {
     if constexpr (IsFloat()) {
       return raw.template ReinterpretCast<float>();
     } else {
@@ -176,7 +176,7 @@ class LanesView {
     }
   }
 
-  const Transpose *transpose_ = nullptr;
+  Transpose *transpose_ = nullptr;
   uint32_t raw_ = 0;
   TBuf<TPosition::VECCALC> wide_;
   TBuf<TPosition::VECCALC> lanes_;

@@ -357,13 +357,14 @@ class TBuf {
  public:
   uint32_t addr = 0, len = 0;
   int id = NextOwnerId();
+  // Not const, as in AscendC: a kernel method that hands out its buffers cannot be const either.
   template <typename T>
-  LocalTensor<T> Get() const {
+  LocalTensor<T> Get() {
     if (len == 0) emu::Fail("tbuf", "Get on a TBuf without InitBuffer");
     return LocalTensor<T>(addr, len / sizeof(T), id);
   }
   template <typename T>
-  LocalTensor<T> Get(uint32_t count) const {
+  LocalTensor<T> Get(uint32_t count) {
     if (count * sizeof(T) > len) emu::Fail("tbuf", "Get(%u) beyond a %u-byte TBuf", count, len);
     return LocalTensor<T>(addr, count, id);
   }
