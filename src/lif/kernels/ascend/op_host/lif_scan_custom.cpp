@@ -65,8 +65,8 @@ static void TileRows(uint64_t lanes, uint64_t length, uint64_t need, uint32_t el
 }
 
 // Tiles for axis 3: positions are contiguous in global memory; a tile of laneTile rows by posTile positions is
-// transposed in UB. Takes as many positions as a window needs (within the budget at the narrowest tile), then
-// as many lanes as fit.
+// transposed in UB. Takes up to `need` positions (within the budget at the narrowest tile), then as many lanes
+// as fit.
 static void TileColumns(uint64_t lanes, uint64_t length, uint64_t need, uint32_t elem_bytes, uint64_t budget,
                         uint32_t &lane_tile, uint32_t &pos_tile, uint32_t &stride, uint32_t &pos_stride) {
   uint64_t sp = AlignUp(std::min(need, length), kPosAlign);
@@ -115,7 +115,9 @@ static ge::graphStatus LifScanTiling(gert::TilingContext *context) {
   uint32_t lane_tile = 1, pos_tile = 1, stride = kLaneAlign, pos_stride = kPosAlign;
   const bool empty = planes * height * width == 0;
   if (!empty) {
-    const uint64_t need = k == 0 ? length : k;
+    // Axis 2 narrows tiles only as far as a window needs; axis 3 takes whole rows when they fit (one contiguous
+    // copy per tile instead of short rows).
+    const uint64_t need = (k == 0 || axis == 3) ? length : k;
     if (axis == 2) {
       TileRows(lanes, length, need, elem_bytes, budget, lane_tile, pos_tile, stride);
     } else {
