@@ -119,7 +119,7 @@ def test_no_atomics_and_partials_per_core(emu):
     for cores in CORES:
         bwd, info = emu.run("backward", x, TAU, VTH, 3, 2, cores, dout=g)
         assert info["need_atomic"] is False
-        assert info["block_dim"] == min(cores, info["items"])
+        assert 1 <= info["block_dim"] <= min(cores, info["items"])
         assert np.isfinite(bwd["dtau_parts"]).all() and np.isfinite(bwd["dvth_parts"]).all()
         sums.add(round(float(bwd["dtau_parts"].astype(np.float64).sum()), 4))
     assert len(sums) == 1
@@ -161,7 +161,7 @@ def test_ub_stays_within_capacity(emu):
                                        ((1, 1, 3, 5000), 3, 0, np.float32)):
         x, g = _inputs(shape, dtype, 3)
         info = emu.run("backward", x, TAU, VTH, window, axis, 40, dout=g)[1]
-        assert info["ub_peak"] <= 192 * 1024
+        assert 64 * 1024 < info["ub_peak"] <= (192 - 8) * 1024  # big tiles, within the tiling's budget
 
 
 def test_bytes_moved_match_accounting(emu):

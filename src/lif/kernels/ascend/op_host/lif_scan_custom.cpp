@@ -41,7 +41,7 @@ static uint64_t BackwardUbBytes(uint64_t raw, uint64_t stride, uint32_t elem_byt
   uint64_t bytes = 4 * raw * elem_bytes;
   if (elem_bytes != sizeof(float)) bytes += 2 * raw * sizeof(float);
   if (transpose) bytes += 4 * raw * sizeof(float);
-  return bytes + kStateRows * stride * sizeof(float) + AlignUp(stride / 8, 32) + 32 + kPartSlots * sizeof(float);
+  return bytes + kStateRows * stride * sizeof(float) + AlignUp(stride / 8, 32) + 2 * 32 + kPartSlots * sizeof(float);
 }
 
 // Tiles for axis 2: lanes are columns, read row by row from global memory. Narrows the tile until a whole
