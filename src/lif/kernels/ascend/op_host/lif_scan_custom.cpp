@@ -130,7 +130,8 @@ static ge::graphStatus LifScanTiling(gert::TilingContext *context) {
   const uint64_t tail_segments = CeilDiv(length - whole, pos_tile);
   const uint64_t lane_chunks = empty ? 0 : CeilDiv(lanes, lane_tile);
   const uint64_t total = empty ? 0 : groups * lane_chunks * (scan_segments + tail_segments);
-  if (total > UINT32_MAX || planes * height * width > (uint64_t(1) << 40)) return ge::GRAPH_FAILED;
+  // Beyond 32-bit counts (a tensor of terabytes): not a shape this network makes.
+  if (total > UINT32_MAX || lanes > UINT32_MAX || length > UINT32_MAX) return ge::GRAPH_FAILED;
 
   const uint64_t cores = std::max<uint64_t>(1, std::min<uint64_t>(platform.GetCoreNumAiv(), kPartSlots));
   const uint64_t per_core = total == 0 ? 0 : CeilDiv(total, std::min(cores, total));

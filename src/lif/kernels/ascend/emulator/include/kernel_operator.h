@@ -467,24 +467,31 @@ void CheckPadParams(const DataCopyExtParams &p, const char *what) {
 }
 }  // namespace detail
 
+namespace detail {
+template <typename T>
+void CopyBlocks(const LocalTensor<T> &local, const GlobalTensor<T> &global, uint32_t count, bool to_ub) {
+  const char *what = to_ub ? "DataCopy GM->UB" : "DataCopy UB->GM";
+  CheckAlignedLength<T>(count, what);
+  local.CheckAligned(what);
+  local.Check(0, count, what);
+  global.Check(0, count, what);
+  if (to_ub) {
+    std::memcpy(local.Data(), global.Data(), count * sizeof(T));
+  } else {
+    std::memcpy(global.Data(), local.Data(), count * sizeof(T));
+  }
+  CountCopy(count * sizeof(T));
+}
+}  // namespace detail
+
 template <typename T>
 void DataCopy(const LocalTensor<T> &dst, const GlobalTensor<T> &src, uint32_t count) {
-  detail::CheckAlignedLength<T>(count, "DataCopy GM->UB");
-  dst.CheckAligned("DataCopy GM->UB");
-  dst.Check(0, count, "DataCopy GM->UB");
-  src.Check(0, count, "DataCopy GM->UB");
-  std::memcpy(dst.Data(), src.Data(), count * sizeof(T));
-  detail::CountCopy(count * sizeof(T));
+  detail::CopyBlocks(dst, src, count, true);
 }
 
 template <typename T>
 void DataCopy(const GlobalTensor<T> &dst, const LocalTensor<T> &src, uint32_t count) {
-  detail::CheckAlignedLength<T>(count, "DataCopy UB->GM");
-  src.CheckAligned("DataCopy UB->GM");
-  src.Check(0, count, "DataCopy UB->GM");
-  dst.Check(0, count, "DataCopy UB->GM");
-  std::memcpy(dst.Data(), src.Data(), count * sizeof(T));
-  detail::CountCopy(count * sizeof(T));
+  detail::CopyBlocks(src, dst, count, false);
 }
 
 template <typename T>
