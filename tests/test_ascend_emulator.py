@@ -180,7 +180,8 @@ RULES = {
     "gm_scalar_out_of_bounds": "gm-bounds", "ub_out_of_bounds": "ub-bounds", "ub_unaligned": "ub-align",
     "copy_rows_beyond_limit": "copy-params", "compare_count": "compare-count", "queue_missing_free": "queue",
     "queue_empty_deque": "queue", "queue_over_alloc": "queue", "two_pipes": "pipe", "tbuf_unset": "tbuf",
-    "select_mode": "select", "cast_mode": "cast", "gather_outside": "ub-bounds",
+    "select_mode": "select", "cast_mode": "cast", "gather_outside": "ub-bounds", "gather_misaligned": "gather",
+    "queue_depth": "queue", "three_buffers": "pipe",
 }
 
 

@@ -34,6 +34,7 @@ def _sources():
     files = [ASCEND / HOST, *(ASCEND / k for k in KERNELS), EMULATOR / "driver.cpp"]
     files += sorted((ASCEND / "op_host").glob("*.h")) + sorted((ASCEND / "op_kernel").glob("*.h"))
     files += sorted((EMULATOR / "include").rglob("*.h"))
+    files += sorted((EMULATOR / "selftest").glob("*.cpp"))
     return files
 
 

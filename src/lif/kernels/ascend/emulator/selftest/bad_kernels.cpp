@@ -147,6 +147,30 @@ void GatherOutside() {  // an offset beyond the source tensor
   Gather(w[128], k.work.Get<float>(32), offsets, 0, 64);
 }
 
+void GatherMisaligned() {  // a byte offset inside an element
+  Kernel k;
+  k.pipe.InitBuffer(k.work, 256 * sizeof(float));
+  LocalTensor<float> w = k.work.Get<float>();
+  LocalTensor<uint32_t> offsets = w[64].ReinterpretCast<uint32_t>();
+  Duplicate(offsets, uint32_t(2), 64);
+  Gather(w[128], w, offsets, 0, 64);
+}
+
+void QueueDepth() {  // two tensors enqueued on a queue of depth 1
+  Kernel k;
+  TQue<TPosition::VECIN, 1> single;
+  k.pipe.InitBuffer(single, 2, 256);
+  LocalTensor<float> a = single.AllocTensor<float>();
+  LocalTensor<float> b = single.AllocTensor<float>();
+  single.EnQue(a);
+  single.EnQue(b);
+}
+
+void ThreeBuffers() {  // queues hold one or two buffers
+  Kernel k;
+  k.pipe.InitBuffer(k.in, 3, 256);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -168,6 +192,9 @@ int main(int argc, char **argv) {
       {"select_mode", SelectMode},
       {"cast_mode", CastMode},
       {"gather_outside", GatherOutside},
+      {"gather_misaligned", GatherMisaligned},
+      {"queue_depth", QueueDepth},
+      {"three_buffers", ThreeBuffers},
   };
   emu::RegisterGm(g_in.data(), g_in.size() * sizeof(float), "in");
   emu::RegisterGm(g_out.data(), g_out.size() * sizeof(float), "out");
