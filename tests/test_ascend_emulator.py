@@ -181,7 +181,7 @@ RULES = {
     "copy_rows_beyond_limit": "copy-params", "compare_count": "compare-count", "queue_missing_free": "queue",
     "queue_empty_deque": "queue", "queue_over_alloc": "queue", "two_pipes": "pipe", "tbuf_unset": "tbuf",
     "select_mode": "select", "cast_mode": "cast", "gather_outside": "ub-bounds", "gather_misaligned": "gather",
-    "queue_depth": "queue", "three_buffers": "pipe",
+    "queue_depth": "queue", "three_buffers": "pipe", "missing_sync_read": "sync", "missing_sync_overwrite": "sync",
 }
 
 

@@ -63,6 +63,10 @@ struct State {
   int64_t block_idx = 0;
   int64_t block_num = 1;
   Stats stats;
+  // Pipe hazards, per 32-byte UB block: the pipe whose write no hand-off has yet published, and the pipes that
+  // read the block since the last hand-off.
+  uint8_t written_by[kUbBytes / kBlockBytes];
+  uint8_t read_by[kUbBytes / kBlockBytes];
   struct Region {
     const uint8_t *begin;
     uint64_t bytes;
@@ -94,9 +98,56 @@ inline void BeginBlock(int64_t idx, int64_t num) {
   State &s = S();
   if (s.pipe_alive) Fail("pipe", "a TPipe outlived the previous core's kernel call");
   std::memset(s.ub, 0xFF, kUbBytes);
+  std::memset(s.written_by, 0, sizeof(s.written_by));
+  std::memset(s.read_by, 0, sizeof(s.read_by));
   s.ub_used = 0;
   s.block_idx = idx;
   s.block_num = num;
+}
+
+// The units that run a kernel's instructions, each in order, concurrently with each other on hardware.
+enum Pipe : uint8_t { kScalar = 1, kVector = 2, kCopyIn = 4, kCopyOut = 8 };
+
+inline const char *PipeName(uint8_t pipe) {
+  switch (pipe) {
+    case kScalar: return "the scalar unit";
+    case kVector: return "the vector unit (V)";
+    case kCopyIn: return "copy-in (MTE2)";
+    case kCopyOut: return "copy-out (MTE3)";
+    default: return "several pipes";
+  }
+}
+
+// Records that `pipe` reads or writes UB bytes [addr, addr + bytes). Another pipe's unpublished write, or (for a
+// write) another pipe's pending read, is a race on hardware: the queues' EnQue/DeQue and AllocTensor, or a
+// PipeBarrier<PIPE_ALL>, must come between.
+inline void Touch(uint32_t addr, uint64_t bytes, uint8_t pipe, bool write, const char *what) {
+  if (bytes == 0) return;
+  State &s = S();
+  for (uint64_t b = addr / kBlockBytes; b <= (addr + bytes - 1) / kBlockBytes && b < kUbBytes / kBlockBytes; ++b) {
+    if (s.written_by[b] != 0 && s.written_by[b] != pipe) {
+      Fail("sync", "%s on %s uses UB (byte %llu) that %s wrote, with no queue hand-off or PipeBarrier between", what,
+           PipeName(pipe), (unsigned long long)(b * kBlockBytes), PipeName(s.written_by[b]));
+    }
+    if (write && (s.read_by[b] & ~pipe) != 0) {
+      Fail("sync", "%s on %s overwrites UB (byte %llu) that %s reads, with no queue hand-off or PipeBarrier between",
+           what, PipeName(pipe), (unsigned long long)(b * kBlockBytes), PipeName(s.read_by[b] & ~pipe));
+    }
+    if (write) {
+      s.written_by[b] = pipe;
+    } else {
+      s.read_by[b] |= pipe;
+    }
+  }
+}
+
+// A hand-off (DeQue, AllocTensor) makes the earlier uses of [addr, addr + bytes) visible and finished.
+inline void Publish(uint32_t addr, uint64_t bytes) {
+  State &s = S();
+  for (uint64_t b = addr / kBlockBytes; b < (addr + bytes + kBlockBytes - 1) / kBlockBytes && b < kUbBytes / kBlockBytes; ++b) {
+    s.written_by[b] = 0;
+    s.read_by[b] = 0;
+  }
 }
 
 inline void CountVector(uint64_t bytes) {
@@ -167,7 +218,8 @@ inline int64_t GetBlockNum() { return emu::S().block_num; }
 
 template <pipe_t pipe>
 inline void PipeBarrier() {
-  emu::S().stats.barriers += 1;  // one core runs in program order here: nothing to wait for
+  emu::S().stats.barriers += 1;
+  if (pipe == PIPE_ALL) emu::Publish(0, emu::kUbBytes);  // every pipe waits for every other
 }
 
 // A typed view of UB: byte address and element count. Views made with operator[] share the storage.
@@ -188,12 +240,12 @@ class LocalTensor {
   }
   T GetValue(uint32_t i) const {
     emu::S().stats.scalar += 1;
-    Check(i, 1, "GetValue");
+    Use(i, 1, emu::kScalar, false, "GetValue");
     return Data()[i];
   }
   void SetValue(uint32_t i, T v) const {
     emu::S().stats.scalar += 1;
-    Check(i, 1, "SetValue");
+    Use(i, 1, emu::kScalar, true, "SetValue");
     Data()[i] = v;
   }
 
@@ -207,6 +259,11 @@ class LocalTensor {
       emu::Fail("ub-bounds", "%s touches elements [%llu, %llu) of a %u-element local tensor", what,
                 (unsigned long long)first, (unsigned long long)(first + count), size_);
     }
+  }
+  // Bounds check, then records the access for the pipe-hazard check.
+  void Use(uint64_t first, uint64_t count, uint8_t pipe, bool write, const char *what) const {
+    Check(first, count, what);
+    emu::Touch(static_cast<uint32_t>(addr_ + first * sizeof(T)), count * sizeof(T), pipe, write, what);
   }
   void CheckAligned(const char *what) const {
     if (addr_ % emu::kBlockBytes != 0) emu::Fail("ub-align", "%s: UB address %u is not 32-byte aligned", what, addr_);
@@ -288,6 +345,7 @@ class TQueBase {
     for (uint32_t i = 0; i < num; ++i) {
       if (!busy[i]) {
         busy[i] = true;
+        emu::Publish(addr + i * len, len);  // AllocTensor waits until the buffer's last user is done
         return LocalTensor<T>(addr + i * len, len / sizeof(T), id);
       }
     }
@@ -308,6 +366,7 @@ class TQueBase {
     if (fifo.empty()) emu::Fail("queue", "DeQue from an empty queue (missing EnQue)");
     const uint32_t at = fifo.front();
     fifo.erase(fifo.begin());
+    emu::Publish(at, len);  // DeQue waits for the pipe that enqueued it
     return at;
   }
   ~TQueBase() {
@@ -473,7 +532,7 @@ void CopyBlocks(const LocalTensor<T> &local, const GlobalTensor<T> &global, uint
   const char *what = to_ub ? "DataCopy GM->UB" : "DataCopy UB->GM";
   CheckAlignedLength<T>(count, what);
   local.CheckAligned(what);
-  local.Check(0, count, what);
+  local.Use(0, count, to_ub ? emu::kCopyIn : emu::kCopyOut, to_ub, what);
   global.Check(0, count, what);
   if (to_ub) {
     std::memcpy(local.Data(), global.Data(), count * sizeof(T));
@@ -509,7 +568,7 @@ void DataCopyPad(const LocalTensor<T> &dst, const GlobalTensor<T> &src, const Da
     const uint64_t ub_at = r * ub_row / sizeof(T);
     const uint64_t gm_at = r * gm_row / sizeof(T);
     src.Check(gm_at, n, "DataCopyPad GM->UB (source row)");
-    dst.Check(ub_at, (p.blockLen + 31) / 32 * 32 / sizeof(T), "DataCopyPad GM->UB (destination row)");
+    dst.Use(ub_at, (p.blockLen + 31) / 32 * 32 / sizeof(T), emu::kCopyIn, true, "DataCopyPad GM->UB (destination row)");
     T *row = dst.Data() + ub_at;
     // The rest of the last block is unspecified on hardware unless padded: garbage here.
     std::memset(reinterpret_cast<uint8_t *>(row) + p.blockLen, 0xFF, (p.blockLen + 31) / 32 * 32 - p.blockLen);
@@ -533,7 +592,7 @@ void DataCopyPad(const GlobalTensor<T> &dst, const LocalTensor<T> &src, const Da
   for (uint32_t r = 0; r < p.blockCount; ++r) {
     const uint64_t ub_at = r * ub_row / sizeof(T);
     const uint64_t gm_at = r * gm_row / sizeof(T);
-    src.Check(ub_at, n, "DataCopyPad UB->GM (source row)");
+    src.Use(ub_at, n, emu::kCopyOut, false, "DataCopyPad UB->GM (source row)");
     dst.Check(gm_at, n, "DataCopyPad UB->GM (destination row)");
     std::memcpy(dst.Data() + gm_at, src.Data() + ub_at, p.blockLen);
   }
@@ -546,15 +605,20 @@ void DataCopyPad(const GlobalTensor<T> &dst, const LocalTensor<T> &src, const Da
 // (dst may equal a source). The emulator computes into a temporary, then writes.
 namespace detail {
 template <typename T>
-void VectorCheck(const LocalTensor<T> &t, uint32_t count, const char *what) {
+void VectorRead(const LocalTensor<T> &t, uint32_t count, const char *what) {
   t.CheckAligned(what);
-  t.Check(0, count, what);
+  t.Use(0, count, emu::kVector, false, what);
+}
+template <typename T>
+void VectorWrite(const LocalTensor<T> &t, uint32_t count, const char *what) {
+  t.CheckAligned(what);
+  t.Use(0, count, emu::kVector, true, what);
 }
 
 template <typename T, typename F>
 void Unary(const LocalTensor<T> &dst, const LocalTensor<T> &src, uint32_t count, const char *what, F f) {
-  VectorCheck(dst, count, what);
-  VectorCheck(src, count, what);
+  VectorRead(src, count, what);
+  VectorWrite(dst, count, what);
   std::vector<T> tmp(count);
   for (uint32_t i = 0; i < count; ++i) tmp[i] = f(src.Data()[i]);
   std::memcpy(dst.Data(), tmp.data(), count * sizeof(T));
@@ -564,9 +628,9 @@ void Unary(const LocalTensor<T> &dst, const LocalTensor<T> &src, uint32_t count,
 template <typename T, typename F>
 void Binary(const LocalTensor<T> &dst, const LocalTensor<T> &a, const LocalTensor<T> &b, uint32_t count,
             const char *what, F f) {
-  VectorCheck(dst, count, what);
-  VectorCheck(a, count, what);
-  VectorCheck(b, count, what);
+  VectorRead(a, count, what);
+  VectorRead(b, count, what);
+  VectorWrite(dst, count, what);
   std::vector<T> tmp(count);
   for (uint32_t i = 0; i < count; ++i) tmp[i] = f(a.Data()[i], b.Data()[i]);
   std::memcpy(dst.Data(), tmp.data(), count * sizeof(T));
@@ -601,7 +665,7 @@ void Adds(const LocalTensor<T> &dst, const LocalTensor<T> &src, T scalar, uint32
 }
 template <typename T>
 void Duplicate(const LocalTensor<T> &dst, T scalar, uint32_t count) {
-  detail::VectorCheck(dst, count, "Duplicate");
+  detail::VectorWrite(dst, count, "Duplicate");
   for (uint32_t i = 0; i < count; ++i) dst.Data()[i] = scalar;
   emu::CountVector(uint64_t(count) * sizeof(T));
 }
@@ -609,7 +673,7 @@ void Duplicate(const LocalTensor<T> &dst, T scalar, uint32_t count) {
 // dst[i] = first + i.
 template <typename T>
 void CreateVecIndex(const LocalTensor<T> &dst, T first, uint32_t count) {
-  detail::VectorCheck(dst, count, "CreateVecIndex");
+  detail::VectorWrite(dst, count, "CreateVecIndex");
   for (uint32_t i = 0; i < count; ++i) dst.Data()[i] = T(first + T(i));
   emu::CountVector(uint64_t(count) * sizeof(T));
 }
@@ -618,8 +682,8 @@ void CreateVecIndex(const LocalTensor<T> &dst, T first, uint32_t count) {
 // means the same for float32 -> float16).
 inline void Cast(const LocalTensor<float> &dst, const LocalTensor<half> &src, RoundMode mode, uint32_t count) {
   if (mode != RoundMode::CAST_NONE) emu::Fail("cast", "float16 -> float32 takes CAST_NONE");
-  detail::VectorCheck(dst, count, "Cast");
-  detail::VectorCheck(src, count, "Cast");
+  detail::VectorRead(src, count, "Cast");
+  detail::VectorWrite(dst, count, "Cast");
   std::vector<float> tmp(count);
   for (uint32_t i = 0; i < count; ++i) tmp[i] = float(src.Data()[i]);
   std::memcpy(dst.Data(), tmp.data(), count * sizeof(float));
@@ -629,8 +693,8 @@ inline void Cast(const LocalTensor<half> &dst, const LocalTensor<float> &src, Ro
   if (mode != RoundMode::CAST_RINT && mode != RoundMode::CAST_NONE) {
     emu::Fail("cast", "the emulator models float32 -> float16 with CAST_RINT/CAST_NONE only");
   }
-  detail::VectorCheck(dst, count, "Cast");
-  detail::VectorCheck(src, count, "Cast");
+  detail::VectorRead(src, count, "Cast");
+  detail::VectorWrite(dst, count, "Cast");
   std::vector<half> tmp(count);
   for (uint32_t i = 0; i < count; ++i) tmp[i] = half(src.Data()[i]);
   std::memcpy(dst.Data(), tmp.data(), count * sizeof(half));
@@ -646,8 +710,8 @@ void CompareScalar(const LocalTensor<uint8_t> &dst, const LocalTensor<T> &src, T
     emu::Fail("compare-count", "CompareScalar over %u elements: count * sizeof(T) must be a multiple of 256 bytes",
               count);
   }
-  detail::VectorCheck(src, count, "CompareScalar");
-  detail::VectorCheck(dst, count / 8, "CompareScalar");
+  detail::VectorRead(src, count, "CompareScalar");
+  detail::VectorWrite(dst, count / 8, "CompareScalar");
   std::vector<uint8_t> bits(count / 8, 0);
   for (uint32_t i = 0; i < count; ++i) {
     const T x = src.Data()[i];
@@ -671,10 +735,10 @@ template <typename T>
 void Select(const LocalTensor<T> &dst, const LocalTensor<uint8_t> &mask, const LocalTensor<T> &src0,
             const LocalTensor<T> &src1, SELMODE mode, uint32_t count) {
   if (mode != SELMODE::VSEL_TENSOR_TENSOR_MODE) emu::Fail("select", "tensor-tensor Select needs VSEL_TENSOR_TENSOR_MODE");
-  detail::VectorCheck(mask, (count + 7) / 8, "Select");
-  detail::VectorCheck(dst, count, "Select");
-  detail::VectorCheck(src0, count, "Select");
-  detail::VectorCheck(src1, count, "Select");
+  detail::VectorRead(mask, (count + 7) / 8, "Select");
+  detail::VectorRead(src0, count, "Select");
+  detail::VectorRead(src1, count, "Select");
+  detail::VectorWrite(dst, count, "Select");
   std::vector<T> tmp(count);
   for (uint32_t i = 0; i < count; ++i) tmp[i] = detail::MaskBit<T>(mask, i) ? src0.Data()[i] : src1.Data()[i];
   std::memcpy(dst.Data(), tmp.data(), count * sizeof(T));
@@ -684,9 +748,9 @@ template <typename T>
 void Select(const LocalTensor<T> &dst, const LocalTensor<uint8_t> &mask, const LocalTensor<T> &src0, T scalar,
             SELMODE mode, uint32_t count) {
   if (mode != SELMODE::VSEL_TENSOR_SCALAR_MODE) emu::Fail("select", "tensor-scalar Select needs VSEL_TENSOR_SCALAR_MODE");
-  detail::VectorCheck(mask, (count + 7) / 8, "Select");
-  detail::VectorCheck(dst, count, "Select");
-  detail::VectorCheck(src0, count, "Select");
+  detail::VectorRead(mask, (count + 7) / 8, "Select");
+  detail::VectorRead(src0, count, "Select");
+  detail::VectorWrite(dst, count, "Select");
   std::vector<T> tmp(count);
   for (uint32_t i = 0; i < count; ++i) tmp[i] = detail::MaskBit<T>(mask, i) ? src0.Data()[i] : scalar;
   std::memcpy(dst.Data(), tmp.data(), count * sizeof(T));
@@ -697,9 +761,9 @@ void Select(const LocalTensor<T> &dst, const LocalTensor<uint8_t> &mask, const L
 // pairwise, so the rounding is of the same order but not bit-identical. `work` must hold `count` elements.
 inline void ReduceSum(const LocalTensor<float> &dst, const LocalTensor<float> &src, const LocalTensor<float> &work,
                       uint32_t count) {
-  detail::VectorCheck(dst, 1, "ReduceSum");
-  detail::VectorCheck(src, count, "ReduceSum");
-  detail::VectorCheck(work, count, "ReduceSum");
+  detail::VectorRead(src, count, "ReduceSum");
+  detail::VectorWrite(work, count, "ReduceSum");
+  detail::VectorWrite(dst, 1, "ReduceSum");
   std::vector<float> v(src.Data(), src.Data() + count);
   if (v.empty()) v.push_back(0.0f);
   while (v.size() > 1) {
@@ -718,16 +782,16 @@ inline void ReduceSum(const LocalTensor<float> &dst, const LocalTensor<float> &s
 template <typename T>
 void Gather(const LocalTensor<T> &dst, const LocalTensor<T> &src, const LocalTensor<uint32_t> &offset,
             uint32_t srcBaseAddr, uint32_t count) {
-  detail::VectorCheck(dst, count, "Gather");
-  detail::VectorCheck(offset, count, "Gather");
+  detail::VectorRead(offset, count, "Gather");
   src.CheckAligned("Gather");
   std::vector<T> tmp(count);
   for (uint32_t i = 0; i < count; ++i) {
     const uint64_t byte = uint64_t(srcBaseAddr) + offset.Data()[i];
     if (byte % sizeof(T) != 0) emu::Fail("gather", "offset %llu is not a multiple of the element size", (unsigned long long)byte);
-    src.Check(byte / sizeof(T), 1, "Gather (source element)");
+    src.Use(byte / sizeof(T), 1, emu::kVector, false, "Gather (source element)");
     tmp[i] = src.Data()[byte / sizeof(T)];
   }
+  detail::VectorWrite(dst, count, "Gather");
   std::memcpy(dst.Data(), tmp.data(), count * sizeof(T));
   emu::CountVector(uint64_t(count) * sizeof(T));
 }

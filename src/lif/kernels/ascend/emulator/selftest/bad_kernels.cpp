@@ -39,6 +39,7 @@ void Good() {
   LocalTensor<uint8_t> mask = w[128].ReinterpretCast<uint8_t>();
   CompareScalar(mask, w, 1.5f, CMPMODE::GT, 64);
   Select(w, mask, w, 0.0f, SELMODE::VSEL_TENSOR_SCALAR_MODE, 64);
+  PipeBarrier<PIPE_ALL>();  // the vector results land before copy-out reads them
   DataCopyPad(k.dst, w, DataCopyExtParams{1, 5 * 4, 0, 0, 0});
   k.in.FreeTensor(a);
 }
@@ -171,6 +172,24 @@ void ThreeBuffers() {  // queues hold one or two buffers
   k.pipe.InitBuffer(k.in, 3, 256);
 }
 
+void MissingSyncRead() {  // the vector unit reads a TBuf that copy-in is still filling
+  Kernel k;
+  k.pipe.InitBuffer(k.work, 256 * sizeof(float));
+  LocalTensor<float> w = k.work.Get<float>();
+  DataCopy(w, k.src, 64);
+  Muls(w[64], w, 2.0f, 64);
+}
+
+void MissingSyncOverwrite() {  // copy-in refills a TBuf the vector unit may still be reading
+  Kernel k;
+  k.pipe.InitBuffer(k.work, 256 * sizeof(float));
+  LocalTensor<float> w = k.work.Get<float>();
+  Duplicate(w, 0.0f, 128);
+  PipeBarrier<PIPE_ALL>();
+  Muls(w[128], w, 2.0f, 64);
+  DataCopy(w, k.src, 64);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -195,6 +214,8 @@ int main(int argc, char **argv) {
       {"gather_misaligned", GatherMisaligned},
       {"queue_depth", QueueDepth},
       {"three_buffers", ThreeBuffers},
+      {"missing_sync_read", MissingSyncRead},
+      {"missing_sync_overwrite", MissingSyncOverwrite},
   };
   emu::RegisterGm(g_in.data(), g_in.size() * sizeof(float), "in");
   emu::RegisterGm(g_out.data(), g_out.size() * sizeof(float), "out");
