@@ -112,6 +112,15 @@ def test_any_size_walks_tiles(emu, shape, axis, window):
         assert info_b["tiles_per_window"] > 1
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 7, 9), (2, 3, 0, 9), (2, 3, 7, 0)])
+def test_empty_tensors(emu, shape):
+    x = np.zeros(shape, np.float32)
+    for axis in (2, 3):
+        assert emu.run("forward", x, TAU, VTH, 2, axis, 40)[0]["out"].shape == shape
+        bwd, info = emu.run("backward", x, TAU, VTH, 2, axis, 40, dout=x)
+        assert info["block_dim"] == 1 and not bwd["dtau_parts"].any() and not bwd["dvth_parts"].any()
+
+
 def test_no_atomics_and_partials_per_core(emu):
     """dtau/dvth come as one float32 per core; nothing relies on an output's initial value or atomics."""
     x, g = _inputs((4, 6, 9, 10), np.float32, 7)

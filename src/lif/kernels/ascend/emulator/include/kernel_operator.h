@@ -88,7 +88,7 @@ inline void RegisterGm(const void *ptr, uint64_t bytes, const char *name) {
 inline const State::Region &GmRegion(const void *ptr) {
   const uint8_t *p = static_cast<const uint8_t *>(ptr);
   for (const auto &r : S().gm) {
-    if (p >= r.begin && p < r.begin + r.bytes) return r;
+    if (p >= r.begin && (p < r.begin + r.bytes || (r.bytes == 0 && p == r.begin))) return r;
   }
   Fail("gm-bounds", "address %p lies in no global buffer", ptr);
 }
