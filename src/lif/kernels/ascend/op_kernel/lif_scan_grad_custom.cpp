@@ -71,7 +71,7 @@ class LifScanBackward {
       if (!item.scan) {
         for (uint32_t pos = item.begin; pos < item.end; pos += t_.posTile) PassThrough(lif::TileAt(item, pos, t_.posTile));
       } else if (t_.windowChunks == 1) {
-        Tile(lif::TileAt(item, item.begin, t_.posTile));
+        ScanTile(lif::TileAt(item, item.begin, t_.posTile));
       } else {
         LongWindow(item);
       }
@@ -95,7 +95,7 @@ class LifScanBackward {
 
   // One tile; the state rows hold its entry state (reset anyway at window starts) and carry_ holds
   // tau * dx of the position after the tile when that is inside the same window.
-  __aicore__ inline void Tile(const lif::Tile &tile) {
+  __aicore__ inline void ScanTile(const lif::Tile &tile) {
     LocalTensor<T> x_raw = x_queue_.template AllocTensor<T>();
     copy_.Load(x_raw, x_, tile);
     x_queue_.EnQue(x_raw);
@@ -140,7 +140,7 @@ class LifScanBackward {
       DataCopy(o_, states_[2 * c * s], s);
       DataCopy(tp_, states_[(2 * c + 1) * s], s);
       PipeBarrier<PIPE_ALL>();
-      Tile(lif::TileAt(item, item.begin + c * t_.posTile, t_.posTile));
+      ScanTile(lif::TileAt(item, item.begin + c * t_.posTile, t_.posTile));
     }
   }
 
