@@ -8,9 +8,12 @@ that callback. These tests run that real path from the wheel, with the device ta
 callback (``ascend_contract/call_callback.cc``) to see which values aclnn would receive. Also: where
 ``find_ascend_op`` looks (where MindSpore looks) and what it says when it finds nothing.
 """
+import importlib.util
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import mindspore as ms
@@ -272,3 +275,125 @@ def test_missing_operators_are_reported_with_the_places_searched(opp_dirs, tmp_p
     (opp_dirs / "vendors" / "config.ini").unlink()
     assert "searched: none" in custom.ascend_op_missing_message()
     assert lif.LIFScan(4, 2, backend="auto").backend == "primitive"
+
+
+# ------------------------------------------------------------------ scripts/check_ascend_kernels.py (its pure parts)
+
+
+@pytest.fixture(scope="module")
+def check_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "check_ascend_kernels.py"
+    spec = importlib.util.spec_from_file_location("check_ascend_kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_script_help_and_bad_flags(check_script):
+    script = str(Path(check_script.__file__))
+    result = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for flag in ("--skip-build", "--build-log", "--modes", "--bench-shape", "--json", "--install-path"):
+        assert flag in result.stdout
+    result = subprocess.run([sys.executable, script, "--modes", "pynative,eager"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "eager" in result.stderr
+
+
+def test_check_script_cases_cover_the_issue_grid(check_script):
+    cases = check_script.correctness_cases()
+    assert {c.dtype for c in cases} == {"float32", "float16"} and {c.axis for c in cases} == {2, 3}
+    small = [c for c in cases if c.shape != check_script.LARGE_PLANE]
+    assert {-1, 0, 2, 3, 4, 5} <= {c.window for c in small}
+    assert any(all(c.window > n for n in c.shape[2:]) for c in small)  # a window longer than the axis
+    assert any(c.shape[2] % 2 and c.shape[3] % 2 for c in small)  # odd H and W
+    assert {(c.axis, c.dtype) for c in cases if c.shape == (1, 1, 7, 8192)} == \
+        {(a, d) for a in (2, 3) for d in ("float32", "float16")}
+
+
+def test_check_script_judges_cases_against_the_reference(check_script, capsys):
+    from src.lif import reference
+
+    cases = [check_script.Case((1, 2, 5, 6), 3, 2, "float32"), check_script.Case((1, 2, 5, 6), 2, 0, "float16")]
+
+    def exact(case, x, grad_out, tau, vth):
+        dx, dtau, dvth = reference.lif_backward_np(x, tau, vth, case.window, case.axis, grad_out)
+        return {"out": reference.lif_forward_np(x, tau, vth, case.window, case.axis), "dx": dx, "dtau": dtau,
+                "dvth": dvth}
+
+    assert check_script.check_cases(cases, "graph", exact, reference) == []
+
+    def off_dtau(case, *args):
+        got = exact(case, *args)
+        got["dtau"] = got["dtau"] + 2e-3 * max(1.0, abs(float(got["dtau"][0])))
+        return got
+
+    failures = check_script.check_cases(cases, "pynative", off_dtau, reference)
+    assert [sorted(f["errors"]) for f in failures] == [["dtau"], ["dtau"]]  # beyond 1e-5 and 1e-3
+
+    def broken(*_):
+        raise RuntimeError("aclnn returned 561103")
+
+    failures = check_script.check_cases(cases[:1], "graph", broken, reference)
+    assert failures[0]["error"] == "RuntimeError: aclnn returned 561103"
+    assert "FAIL graph float32 1x2x5x6 axis=3 window=2" in capsys.readouterr().out
+    assert check_script.failed_outputs({"out": float("nan"), "dx": 0.0}, 1e-5) == {"out": pytest.approx(np.nan,
+                                                                                                        nan_ok=True)}
+
+
+def test_check_script_keeps_the_build_log_on_failure(check_script, tmp_path, monkeypatch, capsys):
+    failing = ["bash", "-c", "echo compiling op_kernel; echo 'error: no AscendC' >&2; exit 3"]
+    package, log = check_script.build_operators(failing)
+    assert package is None and "error: no AscendC" in log.read_text()
+    log.unlink()
+    succeeding = ["bash", "-c", "echo building; echo 'Installed in /opt/opp/vendors/snn_mlp'"]
+    package, log = check_script.build_operators(succeeding)
+    assert package == Path("/opt/opp/vendors/snn_mlp") and not log.exists()
+    kept = tmp_path / "build.log"
+    assert check_script.build_operators(succeeding, kept) == (package, kept) and kept.read_text().startswith("building")
+
+    monkeypatch.setattr(check_script, "build_command", lambda _: failing)
+    assert check_script.main(["--build-log", str(tmp_path / "fail.log")]) == 1
+    captured = capsys.readouterr()
+    assert f"kept at {tmp_path / 'fail.log'}" in captured.err and "error: no AscendC" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["build"] == "failed" and summary["ok"] is False
+
+
+def test_check_script_build_command_and_table(check_script):
+    args = check_script._parse_args(["--install-path", "/x", "--soc-version", "ascend910b", "--vendor", "v"])  # pylint: disable=protected-access
+    cmd = check_script.build_command(args)
+    assert cmd[:2] == ["bash", str(check_script.BUILD_SCRIPT)]
+    assert cmd[2:] == ["--vendor", "v", "--install-path", "/x", "--soc-version", "ascend910b"]
+    copy = check_script.timing_summary("copy", "graph", [0.002, 0.001, 0.003], 8_000_000)
+    fwd = check_script.timing_summary("forward axis 2", "graph", [0.004, 0.004], 8_000_000, 0.002)
+    assert copy["median_ms"] == pytest.approx(2.0) and copy["gb_per_s"] == pytest.approx(4.0)
+    assert fwd["ratio_vs_copy"] == pytest.approx(2.0) and copy["ratio_vs_copy"] is None
+    table = check_script.format_table([copy, fwd]).splitlines()
+    assert len(table) == 3 and "forward axis 2" in table[2] and "2.00" in table[2]
+
+
+def test_build_script_keeps_the_compiler_logs_on_failure(tmp_path):
+    """scripts/build_ascend_kernels.sh with stand-ins for cmake, CANN and MindSpore's custom_compiler."""
+    bin_dir, compiler, cann = tmp_path / "bin", tmp_path / "custom_compiler", tmp_path / "cann"
+    for directory in (bin_dir, compiler, cann):
+        directory.mkdir()
+    (compiler / "setup.py").write_text("")
+    (bin_dir / "cmake").write_text("#!/bin/sh\nexit 0\n")
+    # python3 -c ... prints the custom_compiler directory; python3 setup.py ... fails the way setup.py does,
+    # after writing build.log into its working directory (the script's private copy).
+    (bin_dir / "python3").write_text(
+        f'#!/bin/sh\nif [ "$1" = "-c" ]; then echo "{compiler}"; exit 0; fi\n'
+        'echo "op_kernel/lif_scan_custom.cpp:12: error: no member named Foo" > build.log\n'
+        'echo "Compile failed! Please see build.log" >&2; exit 1\n')
+    for tool in ("cmake", "python3"):
+        (bin_dir / tool).chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_ascend_kernels.sh"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(["bash", str(script), "--cann", str(cann), "--install-path", str(tmp_path / "opp"),
+                             "--log-dir", str(tmp_path / "logs")], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode != 0
+    (kept,) = (tmp_path / "logs").iterdir()
+    assert f"logs are kept in {kept}" in result.stderr
+    assert "no member named Foo" in (kept / "build.log").read_text()
