@@ -61,8 +61,10 @@ work="$(mktemp -d)"
 keep_logs() {
   local status=$?
   if [[ $status -ne 0 ]] && compgen -G "$work/custom_compiler/*.log" >/dev/null; then
-    local kept="$log_dir/$(date -u +%Y%m%dT%H%M%SZ)"
-    mkdir -p "$kept" && cp "$work"/custom_compiler/*.log "$kept"/ && echo "error: the compiler's logs are kept in $kept" >&2
+    local kept
+    kept="$log_dir/$(date -u +%Y%m%dT%H%M%SZ)"
+    mkdir -p "$kept" && cp "$work"/custom_compiler/*.log "$kept"/ &&
+      echo "error: the compiler's logs are kept in $kept" >&2
   fi
   rm -rf "$work"
   exit $status

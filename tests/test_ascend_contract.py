@@ -361,8 +361,8 @@ def test_check_script_keeps_the_build_log_on_failure(check_script, tmp_path, mon
 
 
 def test_check_script_build_command_and_table(check_script):
-    args = check_script._parse_args(["--install-path", "/x", "--soc-version", "ascend910b", "--vendor", "v"])  # pylint: disable=protected-access
-    cmd = check_script.build_command(args)
+    parse = check_script._parse_args  # pylint: disable=protected-access
+    cmd = check_script.build_command(parse(["--install-path", "/x", "--soc-version", "ascend910b", "--vendor", "v"]))
     assert cmd[:2] == ["bash", str(check_script.BUILD_SCRIPT)]
     assert cmd[2:] == ["--vendor", "v", "--install-path", "/x", "--soc-version", "ascend910b"]
     copy = check_script.timing_summary("copy", "graph", [0.002, 0.001, 0.003], 8_000_000)
