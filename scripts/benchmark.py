@@ -495,9 +495,9 @@ def lif_rows(args, torch, record):
                 calls = {"copy": synced(call_cell(ops.deepcopy), x)}
                 work = {"copy": 2 * nbytes}
                 if LIFScan(4, axis).backend == "custom":
-                    forward, backward = make_custom_ops(4, axis, target)
-                    calls["forward"] = synced(call_cell(forward), x, tau, vth)
-                    calls["backward"] = synced(call_cell(backward), x, tau, vth, dout)  # the backward kernel alone
+                    forward, backward = make_custom_ops(target)
+                    calls["forward"] = synced(call_cell(forward), x, tau, vth, 4, axis)
+                    calls["backward"] = synced(call_cell(backward), x, tau, vth, dout, 4, axis)  # the kernel alone
                     work.update(forward=2 * nbytes, backward=3 * nbytes)  # read x (and dout), write out (dx)
                 else:
                     progress(f"lif: no {target} kernel; the primitive scan only")

@@ -167,6 +167,25 @@ def test_windows_are_per_cell_in_one_graph(mode):
     np.testing.assert_allclose(out_h.asnumpy(), lif_forward_np(x, TAU, VTH, 0, 2), atol=ATOL)
 
 
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], indirect=True)
+def test_window_and_axis_are_call_inputs(mode):
+    """One pair of kernel ops serves every window and axis: they come with each call, as aclnn takes them."""
+    forward, backward = lif.make_custom_ops("CPU")
+
+    class Calls(nn.Cell):
+        def construct(self, x, tau, vth, dout):
+            return (forward(x, tau, vth, 2, 3), forward(x, tau, vth, 0, 2)) + backward(x, tau, vth, dout, 3, 2)
+
+    x, g = _data(SHAPES[1], seed=11)
+    out_w, out_h, dx, dtau, dvth = (t.asnumpy() for t in Calls()(Tensor(x), _scalar(TAU), _scalar(VTH), Tensor(g)))
+    np.testing.assert_allclose(out_w, lif_forward_np(x, TAU, VTH, 2, 3), atol=ATOL)
+    np.testing.assert_allclose(out_h, lif_forward_np(x, TAU, VTH, 0, 2), atol=ATOL)
+    ref_dx, ref_dtau, ref_dvth = lif_backward_np(x, TAU, VTH, 3, 2, g)
+    np.testing.assert_allclose(dx, ref_dx, atol=ATOL)
+    np.testing.assert_allclose(dtau, ref_dtau, rtol=ATOL, atol=ATOL)
+    np.testing.assert_allclose(dvth, ref_dvth, rtol=ATOL, atol=ATOL)
+
+
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE], indirect=True)
 @pytest.mark.parametrize("backend", ["custom", "primitive"])
 def test_dynamic_shapes_graph(mode, backend):

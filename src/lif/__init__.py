@@ -4,7 +4,8 @@
 
 * ``"custom"``: the aot kernel of the device target (CPU: ``kernels/lif_cpu.cc`` built with g++ on first use;
   GPU: ``kernels/lif_cuda.cu`` built with nvcc or prebuilt by ``scripts/build_cuda_kernels.sh``; Ascend: the
-  AscendC operator installed under ``ASCEND_CUSTOM_OPP_PATH``), or a clear error when it cannot be had. An
+  AscendC operators installed where MindSpore finds them: ``ASCEND_CUSTOM_OPP_PATH`` or a vendor of
+  ``$ASCEND_OPP_PATH/vendors/config.ini``), or a clear error when it cannot be had. An
   input type the kernel lacks (bfloat16 on Ascend) takes the primitive scan;
 * ``"primitive"``: plain MindSpore operators (``primitive.py``), what MINDIR/ONNX export uses;
 * ``"auto"``: the kernel when it can be had, else the primitive.
@@ -18,7 +19,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore import dtype as mstype
 
-from src.lif.custom import KERNEL_DTYPES, KernelBuildError, find_ascend_op, make_custom_ops
+from src.lif.custom import KERNEL_DTYPES, KernelBuildError, ascend_op_missing_message, find_ascend_op, make_custom_ops
 from src.lif.primitive import lif_scan_primitive
 
 __all__ = ["LIFScan", "BACKENDS", "KernelBuildError"]
@@ -36,13 +37,15 @@ def _log_once(level, message):
         logger.log(level, message)
 
 
-def _custom_op(window, axis, target):
+def _device_target():
+    return ms.get_context("device_target")
+
+
+def _custom_op(target):
     """The forward kernel op for ``target`` (its bprop attached); KernelBuildError explains why there is none."""
-    if target == "Ascend" and not find_ascend_op():
-        raise KernelBuildError(
-            "the AscendC LIF operators are not installed: build them with scripts/build_ascend_kernels.sh "
-            "and add the printed directory to ASCEND_CUSTOM_OPP_PATH")
-    return make_custom_ops(window, axis, target)[0]
+    if target == "Ascend" and find_ascend_op() is None:
+        raise KernelBuildError(ascend_op_missing_message())
+    return make_custom_ops(target)[0]
 
 
 class LIFScan(nn.Cell):
@@ -75,9 +78,9 @@ class LIFScan(nn.Cell):
         if backend == "primitive":
             _log_once(logging.INFO, "LIF scan back-end: MindSpore primitives (requested)")
             return "primitive"
-        target = ms.get_context("device_target")
+        target = _device_target()
         try:
-            self.kernel = _custom_op(self.window, self.axis, target)
+            self.kernel = _custom_op(target)
         except KernelBuildError as err:
             if backend == "custom":
                 raise
@@ -106,4 +109,7 @@ class LIFScan(nn.Cell):
             tau = ops.cast(tau, mstype.float32)
         if vth.dtype != mstype.float32:
             vth = ops.cast(vth, mstype.float32)
-        return self.kernel(x, tau, vth)
+        # window and axis are call inputs: MindSpore passes them to aclnn as the int64_t arguments that follow
+        # the tensors (aclnnLifScanCustomGetWorkspaceSize(x, tau, vth, window, axis, out, ...)), and to the
+        # CPU/GPU kernels as attributes.
+        return self.kernel(x, tau, vth, self.window, self.axis)

@@ -126,9 +126,10 @@ def main(argv=None):
     for backend in args.backends:
         for axis in args.axes:
             if backend == "custom":
-                forward, backward = make_custom_ops(args.window, axis, args.device)
-                rows.append((f"custom forward, axis {axis}", timed(forward, x, tau, vth)))
-                rows.append((f"custom backward, axis {axis}", timed(backward, x, tau, vth, grad_out)))
+                forward, backward = make_custom_ops(args.device)
+                rows.append((f"custom forward, axis {axis}", timed(forward, x, tau, vth, args.window, axis)))
+                rows.append((f"custom backward, axis {axis}",
+                             timed(backward, x, tau, vth, grad_out, args.window, axis)))
             else:
                 rows.append((f"primitive forward, axis {axis}",
                              timed(LIFScan(args.window, axis, "primitive"), x, tau, vth)))

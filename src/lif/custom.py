@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "KERNEL_DTYPES", "kernel_cache_dir",
-           "library_path", "build_library", "find_ascend_op", "make_custom_ops", "StandaloneKernel"]
+           "library_path", "build_library", "find_ascend_op", "ascend_opp_search_dirs", "ascend_op_missing_message",
+           "make_custom_ops", "StandaloneKernel"]
 
 logger = logging.getLogger("snn_mlp")
 
@@ -38,7 +40,15 @@ FORWARD_SYMBOL = "LifScanForward"
 BACKWARD_SYMBOL = "LifScanBackward"
 ASCEND_OP_NAME = "LifScanCustom"
 ASCEND_GRAD_OP_NAME = "LifScanGradCustom"
-SCALAR_NAMES = ("tau", "vth", "dtau", "dvth")
+ASCEND_OP_NAMES = (ASCEND_OP_NAME, ASCEND_GRAD_OP_NAME)
+# Tensor inputs and outputs of the kernels, in call order; the attributes follow the inputs in every call.
+FORWARD_IO = (("x", "tau", "vth"), ("out",))
+HOST_BACKWARD_IO = (("x", "tau", "vth", "dout"), ("dx", "dtau", "dvth"))
+ASCEND_BACKWARD_IO = (("dout", "x", "tau", "vth"), ("dx", "dtau_parts", "dvth_parts"))
+ATTR_NAMES = ("window", "axis")
+# Length of dtau_parts/dvth_parts of LifScanGradCustom: one float32 slot per AI core (op_host kPartSlots).
+ASCEND_PART_SLOTS = 64
+SCALAR_NAMES = ("tau", "vth", "dtau", "dvth", "dtau_parts", "dvth_parts")
 # Storage types of x each kernel takes (tau/vth are always float32).
 KERNEL_DTYPES = {"CPU": ("float32", "float16", "bfloat16"), "GPU": ("float32", "float16", "bfloat16"),
                  "Ascend": ("float32", "float16")}
@@ -168,17 +178,62 @@ def build_library(recipe):
     return path
 
 
+def ascend_opp_search_dirs():
+    """The operator package directories MindSpore 2.10 searches for an aclnn header, in its order.
+
+    Each directory of ``ASCEND_CUSTOM_OPP_PATH`` (':'-separated), then the vendors that
+    ``$ASCEND_OPP_PATH/vendors/config.ini`` lists in ``load_priority`` (where ``install.sh`` of a custom OPP
+    records an installed package), as ``CustomInfoGenerator`` of ``mindspore/ops/operations/_custom_ops_utils.py``
+    does. (MindSpore then tries CANN's built-in ``aclnnop`` headers, which never hold these operators.)
+    """
+    dirs = [Path(p) for p in os.environ.get("ASCEND_CUSTOM_OPP_PATH", "").split(":") if p]
+    opp = os.environ.get("ASCEND_OPP_PATH")
+    if opp:
+        config = Path(opp) / "vendors" / "config.ini"
+        if config.is_file():
+            dirs += [config.parent / vendor for vendor in _load_priority(config)]
+    return dirs
+
+
+def _load_priority(config):
+    """The vendor names of the ``load_priority=a,b,...`` line of a vendors/config.ini."""
+    for line in config.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().lower() == "load_priority":
+            return [name.strip() for name in value.split(",") if name.strip()]
+    return []
+
+
 def find_ascend_op():
-    """True when an installed custom OPP (``ASCEND_CUSTOM_OPP_PATH``) provides the AscendC LIF operators."""
-    for root in filter(None, os.environ.get("ASCEND_CUSTOM_OPP_PATH", "").split(":")):
+    """The operator package directory that provides both AscendC LIF operators, else None.
+
+    Searched where MindSpore looks (``ascend_opp_search_dirs``); ``ascend_op_missing_message`` words a miss.
+    """
+    for root in ascend_opp_search_dirs():
         # custom_compiler installs op_api/include/aclnn_<snake_name>.h for every operator it builds.
-        headers = list(Path(root).glob("op_api/include/aclnn_lif_scan*_custom.h"))
-        if {h.name for h in headers} >= {"aclnn_lif_scan_custom.h", "aclnn_lif_scan_grad_custom.h"}:
-            return True
-    return False
+        if all((root / "op_api" / "include" / aclnn_header_name(op)).is_file() for op in ASCEND_OP_NAMES):
+            return root
+    return None
 
 
-def _reg_info(op_name, target, inputs, outputs, window, axis):
+def ascend_op_missing_message():
+    """Why no AscendC LIF operator package was found, naming every directory searched."""
+    searched = ", ".join(str(d) for d in ascend_opp_search_dirs()) or "none: ASCEND_CUSTOM_OPP_PATH is unset " \
+        "and $ASCEND_OPP_PATH/vendors/config.ini lists no vendor"
+    headers = " and ".join(f"op_api/include/{aclnn_header_name(op)}" for op in ASCEND_OP_NAMES)
+    return (f"the AscendC LIF operators are not installed: no directory holds {headers} (searched: {searched}). "
+            "Build them with scripts/build_ascend_kernels.sh and add the printed directory to "
+            "ASCEND_CUSTOM_OPP_PATH")
+
+
+def aclnn_header_name(op_name):
+    """File name of the aclnn header of ``op_name``: ``LifScanCustom`` -> ``aclnn_lif_scan_custom.h``.
+
+    How CANN names the header it generates, and MindSpore the file it looks for."""
+    return "aclnn_" + re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", op_name).lower() + ".h"
+
+
+def _reg_info(op_name, target, inputs, outputs):
     from mindspore.ops import CustomRegOp, DataType
 
     reg = CustomRegOp(op_name)
@@ -189,12 +244,15 @@ def _reg_info(op_name, target, inputs, outputs, window, axis):
     names = inputs + outputs
     if target == "Ascend":
         # The AscendC operators are built for these combinations only: x-like tensors in float16 or float32,
-        # the scalars (tau, vth, dtau, dvth) always float32.
+        # tau/vth and the partial sums always float32.
         for x_type in (DataType.F16_Default, DataType.F32_Default):
             reg = reg.dtype_format(*[DataType.F32_Default if n in SCALAR_NAMES else x_type for n in names])
     else:
         reg = reg.dtype_format(*([DataType.None_None] * len(names)))
-    reg = reg.attr("window", "required", "int", value=window).attr("axis", "required", "int", value=axis)
+    # No value: window and axis are call inputs after the tensors (the aclnn signature's order). MindSpore
+    # hands them to the CPU/GPU kernels as attributes and to aclnn as int64_t arguments.
+    for attr in ATTR_NAMES:
+        reg = reg.attr(attr, "required", "int")
     return reg.target(target).get_op_info()
 
 
@@ -202,48 +260,66 @@ def _same_as_x(x_shape, *_):
     return x_shape
 
 
-def _backward_shapes(x_shape, tau_shape, vth_shape, _):
-    return x_shape, tau_shape, vth_shape
+def _ascend_backward_shapes(_dout_shape, x_shape, *_):
+    return x_shape, [ASCEND_PART_SLOTS], [ASCEND_PART_SLOTS]
 
 
-def _backward_dtypes(x_dtype, tau_dtype, vth_dtype, _):
+def _ascend_backward_dtypes(_dout_dtype, x_dtype, *_):
+    from mindspore import dtype as mstype
+
+    return x_dtype, mstype.float32, mstype.float32
+
+
+def _backward_dtypes(x_dtype, tau_dtype, vth_dtype, *_):
     return x_dtype, tau_dtype, vth_dtype
 
 
-def make_custom_ops(window, axis, target):
-    """``(forward, backward)`` ``ops.Custom`` of the LIF scan on ``target`` ("CPU", "GPU", "Ascend").
+def make_custom_ops(target):
+    """``(forward, backward)`` of the LIF scan on ``target`` ("CPU", "GPU", "Ascend").
 
-    ``forward(x, tau, vth) -> out`` has ``backward(x, tau, vth, dout) -> (dx, dtau, dvth)`` attached as its
-    bprop; ``tau``/``vth`` are float32 of shape (1,). CPU/GPU compile their library on first use
-    (``KernelBuildError`` when that is impossible); their output shapes come from the C++ ``...InferShape``
-    functions of the library, so dynamic shapes work in GRAPH mode.
+    ``forward(x, tau, vth, window, axis) -> out`` is an ``ops.Custom`` with its bprop attached;
+    ``backward(x, tau, vth, dout, window, axis) -> (dx, dtau, dvth)`` calls the backward kernel in the
+    argument order of ``target`` (Ascend: ``dout, x, tau, vth, window, axis``, as the aclnn signature that CANN
+    generates from op_host/lif_scan_custom.cpp; CPU/GPU: ``x, tau, vth, dout, window, axis``) and, on Ascend,
+    adds up the per-core partial sums. ``tau``/``vth`` are float32 of shape (1,); ``window``/``axis`` Python
+    ints. CPU/GPU compile their library on first use (``KernelBuildError`` when that is impossible); their
+    output shapes come from the C++ ``...InferShape`` functions of the library, so dynamic shapes work in
+    GRAPH mode.
     """
     from mindspore import ops
 
-    fwd_io = (("x", "tau", "vth"), ("out",))
-    bwd_io = (("x", "tau", "vth", "dout"), ("dx", "dtau", "dvth"))
     if target == "Ascend":
         # The AscendC operators are called by name (aclnn<name>); their shapes are inferred here in Python.
-        fwd_func, bwd_func = ASCEND_OP_NAME, ASCEND_GRAD_OP_NAME
-        fwd_shape, bwd_shape = _same_as_x, _backward_shapes
+        grad_op = ops.Custom(ASCEND_GRAD_OP_NAME, out_shape=_ascend_backward_shapes,
+                             out_dtype=_ascend_backward_dtypes, func_type="aot",
+                             reg_info=_reg_info(ASCEND_GRAD_OP_NAME, target, *ASCEND_BACKWARD_IO))
+        sum_parts = ops.ReduceSum(keep_dims=True)
+
+        def backward(x, tau, vth, dout, window, axis):
+            dx, dtau_parts, dvth_parts = grad_op(dout, x, tau, vth, window, axis)
+            # One slot per core (unused ones zero), added in a fixed order: deterministic, no atomics.
+            return dx, sum_parts(dtau_parts, 0), sum_parts(dvth_parts, 0)
+
+        fwd_func, fwd_shape, fwd_name = ASCEND_OP_NAME, _same_as_x, ASCEND_OP_NAME
     elif target in ("CPU", "GPU"):
         library = build_library(CPU_RECIPE if target == "CPU" else CUDA_RECIPE)
-        fwd_func, bwd_func = f"{library}:{FORWARD_SYMBOL}", f"{library}:{BACKWARD_SYMBOL}"
-        fwd_shape = bwd_shape = None  # C++ infer shape
+        grad_op = ops.Custom(f"{library}:{BACKWARD_SYMBOL}", out_shape=None, out_dtype=_backward_dtypes,
+                             func_type="aot",
+                             reg_info=_reg_info(f"lif_scan_grad_{target.lower()}", target, *HOST_BACKWARD_IO))
+
+        def backward(x, tau, vth, dout, window, axis):
+            return grad_op(x, tau, vth, dout, window, axis)
+
+        fwd_func, fwd_shape, fwd_name = f"{library}:{FORWARD_SYMBOL}", None, f"lif_scan_{target.lower()}"
     else:
         raise KernelBuildError(f"no LIF kernel for device target {target!r}")
 
-    reg_names = (ASCEND_OP_NAME, ASCEND_GRAD_OP_NAME) if target == "Ascend" else \
-        (f"lif_scan_{target.lower()}", f"lif_scan_grad_{target.lower()}")
-    backward = ops.Custom(bwd_func, out_shape=bwd_shape, out_dtype=_backward_dtypes, func_type="aot",
-                          reg_info=_reg_info(reg_names[1], target, *bwd_io, window, axis))
-
-    def bprop(x, tau, vth, out, dout):
-        dx, dtau, dvth = backward(x, tau, vth, dout)
-        return dx, dtau, dvth
+    def bprop(x, tau, vth, window, axis, out, dout):
+        dx, dtau, dvth = backward(x, tau, vth, dout, window, axis)
+        return dx, dtau, dvth, window, axis  # window/axis are constants: MindSpore drops their "gradients"
 
     forward = ops.Custom(fwd_func, out_shape=fwd_shape, out_dtype=_same_as_x, func_type="aot", bprop=bprop,
-                         reg_info=_reg_info(reg_names[0], target, *fwd_io, window, axis))
+                         reg_info=_reg_info(fwd_name, target, *FORWARD_IO))
     return forward, backward
 
 

@@ -1,12 +1,15 @@
 // Host side of the AscendC LIF operators: definitions, shape/dtype inference and tiling.
 //
 //   LifScanCustom(x, tau, vth; window, axis) -> out
-//   LifScanGradCustom(x, tau, vth, dout; window, axis) -> dx, dtau, dvth
+//   LifScanGradCustom(dout, x, tau, vth; window, axis) -> dx, dtau_parts, dvth_parts
 //
-// x/dout/out/dx: float16 or float32 (N, C, H, W); tau, vth, dtau, dvth: float32 (1,). The semantics, the window
-// rules (-1 identity, 0 whole axis, longer than the axis identity) and the attribute names are those of the
-// CPU/GPU kernels (src/lif/kernels/lif_cpu.cc, lif_host.h). MindSpore calls them as aclnnLifScanCustom /
-// aclnnLifScanGradCustom with the inputs, then the attributes, then the outputs.
+// x/dout/out/dx: float16 or float32 (N, C, H, W); tau, vth: float32 (1,); dtau_parts, dvth_parts: float32
+// (kPartSlots,), summed by the caller. The semantics, the window rules (-1 identity, 0 whole axis, longer than
+// the axis identity) and the attribute names are those of the CPU/GPU kernels (src/lif/kernels/lif_cpu.cc,
+// lif_host.h). MindSpore calls them through the aclnn API that CANN generates from these definitions, with the
+// inputs, then the attributes (int64_t), then the outputs:
+//   aclnnLifScanCustomGetWorkspaceSize(x, tau, vth, window, axis, out, workspaceSize, executor)
+// src/lif/kernels/ascend/aclnn_header.py derives that header here; tests/test_ascend_contract.py checks it.
 #include <algorithm>
 #include <cstdint>
 
@@ -171,6 +174,10 @@ static ge::graphStatus LifScanTiling(gert::TilingContext *context) {
 
 namespace ge {
 
+// dtau_parts / dvth_parts: one float32 slot per AI core (the tiling uses at most this many cores); the caller
+// adds the slots up (src/lif/custom.py ASCEND_PART_SLOTS).
+constexpr int64_t kPartSlots = 64;
+
 static graphStatus ForwardShape(gert::InferShapeContext *context) {
   *context->GetOutputShape(0) = *context->GetInputShape(0);
   return GRAPH_SUCCESS;
@@ -182,14 +189,17 @@ static graphStatus ForwardType(gert::InferDataTypeContext *context) {
 }
 
 static graphStatus GradShape(gert::InferShapeContext *context) {
-  *context->GetOutputShape(0) = *context->GetInputShape(0);
-  *context->GetOutputShape(1) = *context->GetInputShape(1);
-  *context->GetOutputShape(2) = *context->GetInputShape(2);
+  *context->GetOutputShape(0) = *context->GetInputShape(1);  // dx like x
+  for (size_t output = 1; output <= 2; ++output) {
+    gert::Shape *parts = context->GetOutputShape(output);
+    parts->SetDimNum(1);
+    parts->SetDim(0, kPartSlots);
+  }
   return GRAPH_SUCCESS;
 }
 
 static graphStatus GradType(gert::InferDataTypeContext *context) {
-  context->SetOutputDataType(0, context->GetInputDataType(0));
+  context->SetOutputDataType(0, context->GetInputDataType(1));
   context->SetOutputDataType(1, DT_FLOAT);
   context->SetOutputDataType(2, DT_FLOAT);
   return GRAPH_SUCCESS;
@@ -223,14 +233,14 @@ class LifScanCustom : public OpDef {
 class LifScanGradCustom : public OpDef {
  public:
   explicit LifScanGradCustom(const char *name) : OpDef(name) {
+    this->Input("dout").ParamType(REQUIRED).DataType(LIF_X_TYPES).Format(LIF_FORMATS);
     this->Input("x").ParamType(REQUIRED).DataType(LIF_X_TYPES).Format(LIF_FORMATS);
     this->Input("tau").ParamType(REQUIRED).DataType(LIF_SCALAR_TYPES).Format(LIF_FORMATS);
     this->Input("vth").ParamType(REQUIRED).DataType(LIF_SCALAR_TYPES).Format(LIF_FORMATS);
-    this->Input("dout").ParamType(REQUIRED).DataType(LIF_X_TYPES).Format(LIF_FORMATS);
     this->Output("dx").ParamType(REQUIRED).DataType(LIF_X_TYPES).Format(LIF_FORMATS);
-    // The cores add their partial sums into these (atomic add), so they start from zero.
-    this->Output("dtau").ParamType(REQUIRED).DataType(LIF_SCALAR_TYPES).Format(LIF_FORMATS).InitValue(0);
-    this->Output("dvth").ParamType(REQUIRED).DataType(LIF_SCALAR_TYPES).Format(LIF_FORMATS).InitValue(0);
+    // Per-core partial sums of dtau/dvth (kPartSlots floats, every slot written): no atomics, no InitValue.
+    this->Output("dtau_parts").ParamType(REQUIRED).DataType(LIF_SCALAR_TYPES).Format(LIF_FORMATS);
+    this->Output("dvth_parts").ParamType(REQUIRED).DataType(LIF_SCALAR_TYPES).Format(LIF_FORMATS);
     this->Attr("window").AttrType(REQUIRED).Int();
     this->Attr("axis").AttrType(REQUIRED).Int();
     this->SetInferShape(ge::GradShape).SetInferDataType(ge::GradType);
