@@ -213,6 +213,21 @@ def test_emulator_rejects_wrong_kernel(bad_kernels, case):
     assert proc.stderr.startswith(f"ascend-emulator: {RULES[case]}:"), proc.stderr
 
 
+@pytest.mark.parametrize("mode,source,entry", [
+    ("forward", "lif_scan_custom.cpp", "lif_scan_custom"),
+    ("backward", "lif_scan_grad_custom.cpp", "lif_scan_grad_custom"),
+])
+def test_kernel_parameters_follow_the_registered_op(emu, mode, source, entry):
+    """CANN calls the kernel with the OpDef's inputs, then outputs, then workspace and tiling, in that order."""
+    x = np.zeros((1, 1, 2, 3), np.float32)
+    info = emu.run(mode, x, TAU, VTH, 2, 2, 1, dout=x)[1]
+    text = (ASCEND / "op_kernel" / source).read_text()
+    params = re.search(rf"void {entry}\(([^)]*)\)", text).group(1)
+    names = [p.split()[-1] for p in params.split(",")]
+    assert names == info["inputs"] + info["outputs"] + ["workspace", "tiling"]
+    assert info["attrs"] == ["window", "axis"]
+
+
 def test_kernel_sources_have_no_lambdas_and_mark_device_functions():
     """AscendC compiles device code only from __aicore__ functions; a plain lambda handed to a helper is not."""
     for path in sorted((ASCEND / "op_kernel").glob("*")):
