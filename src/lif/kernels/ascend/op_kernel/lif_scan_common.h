@@ -1,15 +1,14 @@
-// Device side of the AscendC LIF operators (see op_host/lif_scan_custom.cpp and op_host/lif_scan_tiling.h).
+// Device side shared by the AscendC LIF operators (op_host/lif_scan_tiling.h explains tiles and work items).
 //
-// Each AI core takes a run of planes and moves tiles of them into UB (DataCopyPad, rows 32-byte aligned),
-// widens float16 to float32, scans, narrows and writes back. The scan itself mirrors the CUDA kernel
-// (lif_cuda.cu) line by line, one lane at a time on the scalar unit:
-//   forward:  o = 0; u = tau*o + x; fire = u > vth; out = fire ? u : vth; o = fire ? 0 : u;
-//   backward: one sweep: du/dtau in forward mode (dtau += g*t at firing positions, as the original kernel),
-//             dvth += g at silent positions, and each firing position's gradient handed back along the
-//             run of silent positions before it (one factor tau per step); silent positions after the last
-//             fire of a window get 0.
-// Lanes: along H, the columns of a window of k rows; along W, the windows of each row. Positions after the
-// last whole window are left as loaded: copied (forward) or passed through as dout (backward).
+// A tile moves GM -> UB with DataCopyPad through a double-buffered queue (the copy of the next tile overlaps
+// the scan of this one), is brought into "lanes layout" (float32, one row of laneStride lanes per position:
+// float16 is widened with Cast, axis 3 is transposed with Gather), scanned one position-row at a time with
+// vector instructions over the whole row, brought back and copied out. No per-element scalar code: the scalar
+// unit only walks tiles and rows.
+//
+// Forward, per row (o: the membrane row, reset to 0 at each window start):
+//   u = tau*o + x;  fire = u > vth (CompareScalar -> bit mask);  o = fire ? 0 : u;  out = fire ? u : vth.
+// Positions after the last whole window are copied unchanged.
 #ifndef SNN_MLP_LIF_SCAN_COMMON_H_
 #define SNN_MLP_LIF_SCAN_COMMON_H_
 
@@ -19,132 +18,175 @@ using namespace AscendC;
 
 namespace lif {
 
-constexpr uint32_t kBufferBytes = 24 * 1024;  // as op_host/lif_scan_custom.cpp
-constexpr uint32_t kAlignElements = 16;       // row stride in UB: 32 bytes of float16
+constexpr int32_t kBuffers = 2;     // double buffering
+constexpr uint32_t kPartSlots = 64;  // dtau_parts / dvth_parts length (op_host: kPartSlots)
 
-__aicore__ inline uint32_t AlignUp(uint32_t value, uint32_t unit) { return (value + unit - 1) / unit * unit; }
 __aicore__ inline uint32_t Min(uint32_t a, uint32_t b) { return a < b ? a : b; }
+__aicore__ inline uint32_t AlignUp(uint32_t value, uint32_t unit) { return (value + unit - 1) / unit * unit; }
 
-// `count` rows of `length` elements at `offset` in global memory, `gap` elements between rows there and
-// `stride` elements apart in UB.
-struct Tile {
-  uint64_t offset;
-  uint32_t count;
-  uint32_t length;
-  uint32_t gap;
-  uint32_t stride;
+struct Tiling {
+  uint32_t axis, k, length, whole, rowLength, lanes, laneGroups, laneTile, posTile, laneStride, posStride, segment,
+      windowChunks, laneChunks, scanSegments, tailSegments, itemsPerCore, totalItems;
 };
 
-__aicore__ inline Tile MakeTile(uint64_t offset, uint32_t count, uint32_t length, uint32_t row_length) {
-  return {offset, count, length, row_length - length, AlignUp(length, kAlignElements)};
+#define LIF_TILING_FROM(td)                                                                                      \
+  lif::Tiling {                                                                                                  \
+    td.axis, td.k, td.length, td.whole, td.rowLength, td.lanes, td.laneGroups, td.laneTile, td.posTile,          \
+        td.laneStride, td.posStride, td.segment, td.windowChunks, td.laneChunks, td.scanSegments,                \
+        td.tailSegments, td.itemsPerCore, td.totalItems                                                          \
+  }
+
+// A work item: lanes [lane0, lane0 + laneCount) of lane group `group`, positions [begin, end).
+struct Item {
+  uint32_t group, lane0, laneCount, begin, end;
+  bool scan;
+};
+
+// A tile: the item's lanes at positions [pos0, pos0 + count).
+struct Tile {
+  uint32_t group, lane0, laneCount, pos0, count;
+};
+
+__aicore__ inline Item ItemAt(const Tiling &t, uint32_t index) {
+  const uint32_t segments = t.scanSegments + t.tailSegments;
+  const uint32_t s = index % segments;
+  const uint32_t chunk = (index / segments) % t.laneChunks;
+  Item item;
+  item.group = index / segments / t.laneChunks;
+  item.lane0 = chunk * t.laneTile;
+  item.laneCount = Min(t.laneTile, t.lanes - item.lane0);
+  item.scan = s < t.scanSegments;
+  if (item.scan) {
+    item.begin = s * t.segment;
+    item.end = Min(t.whole, item.begin + t.segment);
+  } else {
+    item.begin = t.whole + (s - t.scanSegments) * t.posTile;
+    item.end = Min(t.length, item.begin + t.posTile);
+  }
+  return item;
 }
 
-// A float32 work buffer in UB that tiles of a global tensor of T (float16 or float32) are loaded into and
-// stored from; float16 goes through a staging buffer and is widened/narrowed by the vector unit.
+__aicore__ inline Tile TileAt(const Item &item, uint32_t pos0, uint32_t pos_tile) {
+  return Tile{item.group, item.lane0, item.laneCount, pos0, Min(pos_tile, item.end - pos0)};
+}
+
+// Elements of one queue buffer: the tile as it sits in UB before the transpose (axis 3: one row per lane,
+// laneStride rows so that the transpose's padding lanes stay inside the buffer).
+__aicore__ inline uint32_t RawElements(const Tiling &t) {
+  return t.axis == 2 ? t.posTile * t.laneStride : t.laneStride * t.posStride;
+}
+
+// Moves tiles between global memory and UB. Axis 2: `count` rows of laneCount elements, laneStride apart in UB;
+// axis 3: laneCount rows of `count` elements, posStride apart in UB.
 template <typename T>
-class TileBuffer {
+class TileCopy {
  public:
-  __aicore__ inline void Init(TPipe *pipe) {
-    pipe->InitBuffer(work_, kBufferBytes);
-    if constexpr (!IsFloat()) pipe->InitBuffer(staging_, kBufferBytes / sizeof(float) * sizeof(T));
-  }
+  __aicore__ inline void Init(const Tiling &t) { t_ = t; }
 
-  __aicore__ inline LocalTensor<float> Load(GlobalTensor<T> &src, const Tile &t) {
-    LocalTensor<float> work = work_.Get<float>();
-    LocalTensor<T> raw = Raw(work);
-    DataCopyExtParams copy{static_cast<uint16_t>(t.count), static_cast<uint32_t>(t.length * sizeof(T)),
-                           static_cast<uint32_t>(t.gap * sizeof(T)), UbGapBlocks(t), 0};
-    DataCopyPad(raw, src[t.offset], copy, DataCopyPadExtParams<T>{false, 0, 0, 0});
-    PipeBarrier<PIPE_ALL>();
-    if constexpr (!IsFloat()) {
-      Cast(work, raw, RoundMode::CAST_NONE, t.count * t.stride);
-      PipeBarrier<PIPE_ALL>();
-    }
-    return work;
+  __aicore__ inline void Load(const LocalTensor<T> &dst, const GlobalTensor<T> &src, const Tile &tile) const {
+    DataCopyPad(dst, src[Offset(tile)], Params(tile, true), DataCopyPadExtParams<T>{false, 0, 0, 0});
   }
-
-  __aicore__ inline void Store(GlobalTensor<T> &dst, const Tile &t) {
-    LocalTensor<float> work = work_.Get<float>();
-    LocalTensor<T> raw = Raw(work);
-    PipeBarrier<PIPE_ALL>();  // the scalar unit's writes land before the vector/copy units read
-    if constexpr (!IsFloat()) {
-      Cast(raw, work, RoundMode::CAST_RINT, t.count * t.stride);
-      PipeBarrier<PIPE_ALL>();
-    }
-    DataCopyExtParams copy{static_cast<uint16_t>(t.count), static_cast<uint32_t>(t.length * sizeof(T)),
-                           UbGapBlocks(t), static_cast<uint32_t>(t.gap * sizeof(T)), 0};
-    DataCopyPad(dst[t.offset], raw, copy);
-    PipeBarrier<PIPE_ALL>();
+  __aicore__ inline void Store(const GlobalTensor<T> &dst, const LocalTensor<T> &src, const Tile &tile) const {
+    DataCopyPad(dst[Offset(tile)], src, Params(tile, false));
   }
 
  private:
-  static constexpr bool IsFloat() { return sizeof(T) == sizeof(float); }
+  __aicore__ inline uint64_t Offset(const Tile &tile) const {
+    if (t_.axis == 2) {
+      return (static_cast<uint64_t>(tile.group) * t_.length + tile.pos0) * t_.lanes + tile.lane0;
+    }
+    return static_cast<uint64_t>(tile.lane0) * t_.rowLength + tile.pos0;
+  }
+  __aicore__ inline DataCopyExtParams Params(const Tile &tile, bool to_ub) const {
+    const uint32_t rows = t_.axis == 2 ? tile.count : tile.laneCount;
+    const uint32_t row = t_.axis == 2 ? tile.laneCount : tile.count;
+    const uint32_t ub_row = t_.axis == 2 ? t_.laneStride : t_.posStride;
+    const uint32_t gm_gap = (t_.rowLength - row) * sizeof(T);                              // bytes
+    const uint32_t ub_gap = (ub_row * sizeof(T) - AlignUp(row * sizeof(T), 32)) / 32;  // 32-byte blocks
+    return DataCopyExtParams{static_cast<uint16_t>(rows), static_cast<uint32_t>(row * sizeof(T)),
+                             to_ub ? gm_gap : ub_gap, to_ub ? ub_gap : gm_gap, 0};
+  }
+  Tiling t_;
+};
 
-  __aicore__ inline LocalTensor<T> Raw(LocalTensor<float> &work) {
+// Gather offsets (bytes) of the axis-3 transpose, built once per core with vector instructions:
+// toLanes[j][i] = (i*posStride + j)*4 reads UB row i (a lane), element j (a position);
+// toRaw[i][j] = (j*laneStride + i)*4 reads it back.
+class Transpose {
+ public:
+  __aicore__ inline void Init(TPipe *pipe, const Tiling &t) {
+    s_ = t.laneStride;
+    sp_ = t.posStride;
+    pipe->InitBuffer(to_lanes_, s_ * sp_ * sizeof(uint32_t));
+    pipe->InitBuffer(to_raw_, s_ * sp_ * sizeof(uint32_t));
+    LocalTensor<int32_t> lanes = to_lanes_.Get<int32_t>();
+    CreateVecIndex(lanes, int32_t(0), s_);
+    Muls(lanes, lanes, static_cast<int32_t>(sp_ * sizeof(float)), s_);
+    for (uint32_t j = 1; j < sp_; ++j) Adds(lanes[j * s_], lanes, static_cast<int32_t>(j * sizeof(float)), s_);
+    LocalTensor<int32_t> raw = to_raw_.Get<int32_t>();
+    CreateVecIndex(raw, int32_t(0), sp_);
+    Muls(raw, raw, static_cast<int32_t>(s_ * sizeof(float)), sp_);
+    for (uint32_t i = 1; i < s_; ++i) Adds(raw[i * sp_], raw, static_cast<int32_t>(i * sizeof(float)), sp_);
+  }
+  __aicore__ inline void ToLanes(const LocalTensor<float> &dst, const LocalTensor<float> &raw) {
+    Gather(dst, raw, to_lanes_.Get<uint32_t>(), 0, s_ * sp_);
+  }
+  __aicore__ inline void ToRaw(const LocalTensor<float> &dst, const LocalTensor<float> &lanes) {
+    Gather(dst, lanes, to_raw_.Get<uint32_t>(), 0, s_ * sp_);
+  }
+
+ private:
+  uint32_t s_ = 0, sp_ = 0;
+  TBuf<TPosition::VECCALC> to_lanes_;
+  TBuf<TPosition::VECCALC> to_raw_;
+};
+
+// Brings a queue buffer of T into float32 lanes layout and back. Axis 2 in float32 is already there (in place).
+template <typename T>
+class LanesView {
+ public:
+  __aicore__ inline void Init(TPipe *pipe, const Tiling &t, Transpose *transpose) {
+    transpose_ = t.axis == 3 ? transpose : nullptr;
+    raw_ = RawElements(t);
+    if (!IsFloat()) pipe->InitBuffer(wide_, raw_ * sizeof(float));
+    if (transpose_ != nullptr) pipe->InitBuffer(lanes_, raw_ * sizeof(float));
+  }
+  __aicore__ inline LocalTensor<float> In(const LocalTensor<T> &raw) {
+    LocalTensor<float> wide = Wide(raw);
+    if constexpr (!IsFloat()) Cast(wide, raw, RoundMode::CAST_NONE, raw_);
+    if (transpose_ == nullptr) return wide;
+    LocalTensor<float> lanes = lanes_.Get<float>();
+    transpose_->ToLanes(lanes, wide);
+    return lanes;
+  }
+  __aicore__ inline void Out(const LocalTensor<float> &lanes, const LocalTensor<T> &raw) {
+    LocalTensor<float> wide = Wide(raw);
+    if (transpose_ != nullptr) transpose_->ToRaw(wide, lanes);
+    if constexpr (!IsFloat()) Cast(raw, wide, RoundMode::CAST_RINT, raw_);
+  }
+
+ private:
+  __aicore__ static constexpr bool IsFloat() { return sizeof(T) == sizeof(float); }
+  // float32: the buffer itself; float16: its widened copy.
+  __aicore__ inline LocalTensor<float> Wide(const LocalTensor<T> &raw) {
     if constexpr (IsFloat()) {
-      return work.template ReinterpretCast<T>();
+      return raw.template ReinterpretCast<float>();
     } else {
-      return staging_.Get<T>();
+      return wide_.Get<float>();
     }
   }
 
-  // UB rows are `stride` elements apart; DataCopyPad already rounds each row up to 32 bytes.
-  __aicore__ inline uint32_t UbGapBlocks(const Tile &t) const {
-    return (t.stride * sizeof(T) - AlignUp(t.length * sizeof(T), 32)) / 32;
-  }
-
-  TBuf<TPosition::VECCALC> work_;
-  TBuf<TPosition::VECCALC> staging_;
+  Transpose *transpose_ = nullptr;
+  uint32_t raw_ = 0;
+  TBuf<TPosition::VECCALC> wide_;
+  TBuf<TPosition::VECCALC> lanes_;
 };
 
-struct Tiling {
-  uint32_t planes, rows, cols, k, axis, planesPerCore, tileRows, tileCols;
-};
-
-// Calls visit(tile, lanes_are_columns, scan) for every tile of this core's planes; `scan` is false for the
-// tiles that only pass through (the rows after the last whole window along H, or everything when k == 0).
-template <typename Visit>
-__aicore__ inline void ForEachTile(const Tiling &t, Visit visit) {
-  const uint32_t first = GetBlockIdx() * t.planesPerCore;
-  const uint32_t last = Min(t.planes, first + t.planesPerCore);
-  const uint64_t plane_size = static_cast<uint64_t>(t.rows) * t.cols;
-  for (uint32_t p = first; p < last; ++p) {
-    const uint64_t base = p * plane_size;
-    if (t.axis == 2) {
-      const uint32_t whole = t.k == 0 ? 0 : t.rows / t.k * t.k;
-      for (uint32_t r = 0; r < t.rows;) {
-        const bool scan = r < whole;
-        const uint32_t count = scan ? t.k : Min(t.tileRows, t.rows - r);
-        for (uint32_t c = 0; c < t.cols; c += t.tileCols) {
-          visit(MakeTile(base + static_cast<uint64_t>(r) * t.cols + c, count, Min(t.tileCols, t.cols - c), t.cols),
-                scan);
-        }
-        r += count;
-      }
-    } else {
-      for (uint32_t r = 0; r < t.rows; r += t.tileRows) {
-        visit(MakeTile(base + static_cast<uint64_t>(r) * t.cols, Min(t.tileRows, t.rows - r), t.cols, t.cols),
-              t.k != 0);
-      }
-    }
-  }
-}
-
-// Lanes of a tile: along H each column c is a lane whose k positions are c, c + stride, ...; along W each whole
-// window i of row r is a lane whose positions are r*stride + i*k, ... (consecutive).
-struct Lanes {
-  uint32_t count;
-  uint32_t step;
-  __aicore__ inline uint32_t Start(const Tile &t, uint32_t axis, uint32_t k, uint32_t lane) const {
-    if (axis == 2) return lane;
-    const uint32_t windows = t.length / k;
-    return (lane / windows) * t.stride + (lane % windows) * k;
-  }
-};
-
-__aicore__ inline Lanes LanesOf(const Tile &t, uint32_t axis, uint32_t k) {
-  if (axis == 2) return {t.length, t.stride};
-  return {t.count * (t.length / k), 1};
+// Reads the float32 scalar of a 1-element global input (tau, vth): one scalar access per core.
+__aicore__ inline float ReadScalar(GM_ADDR address) {
+  GlobalTensor<float> scalar;
+  scalar.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(address), 1);
+  return scalar.GetValue(0);
 }
 
 }  // namespace lif
