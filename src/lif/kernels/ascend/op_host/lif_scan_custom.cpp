@@ -174,10 +174,6 @@ static ge::graphStatus LifScanTiling(gert::TilingContext *context) {
 
 namespace ge {
 
-// dtau_parts / dvth_parts: one float32 slot per AI core (the tiling uses at most this many cores); the caller
-// adds the slots up (src/lif/custom.py ASCEND_PART_SLOTS).
-constexpr int64_t kPartSlots = 64;
-
 static graphStatus ForwardShape(gert::InferShapeContext *context) {
   *context->GetOutputShape(0) = *context->GetInputShape(0);
   return GRAPH_SUCCESS;
@@ -193,7 +189,7 @@ static graphStatus GradShape(gert::InferShapeContext *context) {
   for (size_t output = 1; output <= 2; ++output) {
     gert::Shape *parts = context->GetOutputShape(output);
     parts->SetDimNum(1);
-    parts->SetDim(0, kPartSlots);
+    parts->SetDim(0, optiling::kPartSlots);  // one slot per AI core, summed by the caller
   }
   return GRAPH_SUCCESS;
 }
