@@ -1,0 +1,191 @@
+"""The CUDA LIF kernel bodies (src/lif/kernels/lif_cuda.cu), compiled for the host and run there.
+
+No GPU is needed: ``cuda_host_emulation.h`` turns the kernels into C++ whose CUDA threads are fibers, with
+``__syncthreads``/warp shuffles as real barriers and ``__shared__`` arrays shared by the block. The library is
+called at its ctypes entry points like on a GPU host and compared with ``src/lif/reference.py``: every
+window/axis/storage type, with the tile, the grid and the block shrunk so that small tensors reach every path
+(several tiles per block, grid-stride loops, rows too long for a tile, windows longer than a register chunk),
+and once more with the sizes the GPU build uses. The emulation itself is checked too: a kernel that forgets a
+``__syncthreads`` must give a wrong result here, as it would on a device.
+"""
+import ctypes
+import dataclasses
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from src.lif.custom import CUDA_RECIPE, StandaloneKernel, build_library
+from src.lif.reference import lif_backward_np, lif_forward_np
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not on PATH")
+
+EMULATION_FLAGS = ("-x", "c++", "-std=c++17", "-O1", "-fPIC", "-shared", "-D_GLIBCXX_USE_CXX11_ABI=0",
+                   "-DLIF_HOST_EMULATION", "-DLIF_CUDA_ARCHS=sm_75/sm_80/compute_90")
+# Two blocks of 64 threads at most three blocks, 96-element tiles: a (2, 2, 16, 33) tensor already needs
+# several tiles per block, and a row of 130 takes the one-thread-per-window path.
+SMALL = ("-DLIF_THREADS=64", "-DLIF_TILE_ELEMENTS=96", "-DLIF_MAX_BLOCKS=3")
+
+SHAPES = [(2, 3, 7, 9), (1, 2, 13, 5), (2, 2, 16, 33), (1, 1, 3, 130), (1, 1, 130, 3)]
+WINDOWS = (-1, 0, 1, 2, 3, 4, 5, 8, 17, 40)  # 17 and whole axes of 33/130 exceed the 16-position chunk
+
+
+def _emulation_library(extra_flags):
+    recipe = dataclasses.replace(CUDA_RECIPE, name="lif_cuda_host", compiler="g++",
+                                 headers=CUDA_RECIPE.headers + ("cuda_host_emulation.h",),
+                                 flags=EMULATION_FLAGS + extra_flags)
+    return build_library(recipe)
+
+
+@pytest.fixture(scope="module")
+def small_kernel():
+    return StandaloneKernel(_emulation_library(SMALL))
+
+
+@pytest.fixture(scope="module")
+def gpu_sized_kernel():
+    return StandaloneKernel(_emulation_library(()))
+
+
+def _bf16_bits(values):
+    """bfloat16 bits of float32 values, rounded to nearest even (what __float2bfloat16_rn does)."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def _inputs(rng, shape):
+    """Values every storage type holds exactly (bfloat16 mantissas, no float16 subnormals)."""
+    values = rng.standard_normal(shape).astype(np.float32)
+    values = np.where(np.abs(values) < 2.0 ** -6, np.float32(2.0 ** -6), values)
+    return (_bf16_bits(values).astype(np.uint32) << 16).view(np.float32)
+
+
+STORAGE = {"float32": lambda v: v.astype(np.float32), "float16": lambda v: v.astype(np.float16),
+           "bfloat16": _bf16_bits}
+
+
+def _handle(array, dtype_name):
+    return array.ctypes.data, array.shape, dtype_name
+
+
+def _run(kernel, x, g, tau, vth, window, axis, dtype_name):
+    """out, dx (as stored), dtau, dvth of the library on float32 x/g held as `dtype_name`."""
+    store = STORAGE[dtype_name]
+    xs, gs = store(x), store(g)
+    out, dx = np.empty_like(xs), np.empty_like(xs)
+    tau_a, vth_a = np.array([tau], np.float32), np.array([vth], np.float32)
+    dtau, dvth = np.empty(1, np.float32), np.empty(1, np.float32)
+    workspace = np.empty(kernel.workspace_bytes, np.uint8)
+    scalars = [_handle(tau_a, "float32"), _handle(vth_a, "float32")]
+    kernel.forward(_handle(xs, dtype_name), *scalars, _handle(out, dtype_name), window, axis)
+    kernel.backward(_handle(xs, dtype_name), *scalars, _handle(gs, dtype_name), _handle(dx, dtype_name),
+                    _handle(dtau, "float32"), _handle(dvth, "float32"), window, axis,
+                    workspace=_handle(workspace, "uint8"))
+    return out, dx, dtau[0], dvth[0]
+
+
+def _check_against_reference(kernel, shape, axis, windows, seed):
+    rng = np.random.default_rng(seed)
+    for window in windows:
+        x, g = _inputs(rng, shape), _inputs(rng, shape)
+        tau, vth = float(np.float32(rng.uniform(-0.9, 0.9))), float(np.float32(rng.uniform(-1.0, 0.5)))
+        ref_out = lif_forward_np(x, tau, vth, window, axis)
+        ref_dx, ref_dtau, ref_dvth = lif_backward_np(x, tau, vth, window, axis, g)
+        where = f"shape={shape} axis={axis} window={window}"
+        out, dx, dtau, dvth = _run(kernel, x, g, tau, vth, window, axis, "float32")
+        np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5, err_msg=f"out {where}")
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-5, err_msg=f"dx {where}")
+        np.testing.assert_allclose(dtau, ref_dtau[0], rtol=1e-4, atol=1e-4, err_msg=f"dtau {where}")
+        np.testing.assert_allclose(dvth, ref_dvth[0], rtol=1e-4, atol=1e-4, err_msg=f"dvth {where}")
+        # The same values stored as float16/bfloat16 go through the same float32 math: each result is the
+        # float32 result rounded once, and the scalar gradients are identical.
+        for name in ("float16", "bfloat16"):
+            half_out, half_dx, half_dtau, half_dvth = _run(kernel, x, g, tau, vth, window, axis, name)
+            np.testing.assert_array_equal(half_out, STORAGE[name](out), err_msg=f"{name} out {where}")
+            np.testing.assert_array_equal(half_dx, STORAGE[name](dx), err_msg=f"{name} dx {where}")
+            assert (half_dtau, half_dvth) == (dtau, dvth), f"{name} dtau/dvth {where}"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("axis", (2, 3))
+def test_matches_reference_on_every_path(small_kernel, shape, axis):
+    _check_against_reference(small_kernel, shape, axis, WINDOWS, seed=sum(shape) * axis)
+
+
+@pytest.mark.parametrize("axis", (2, 3))
+def test_matches_reference_with_gpu_sizes(gpu_sized_kernel, axis):
+    """256 threads, 2048-element tiles: (2, 4, 20, 56) is two and a half tiles of rows along W."""
+    _check_against_reference(gpu_sized_kernel, (2, 4, 20, 56), axis, (0, 3, 4, 5, 8), seed=axis)
+
+
+def test_launch_failure_is_one_clear_line(small_kernel, capfd):
+    lib = small_kernel.lib
+    x = _inputs(np.random.default_rng(0), (1, 2, 4, 8))
+    try:
+        lib.LifEmulationSetDevice(6, 1, 12040)
+        lib.LifEmulationSetLaunchError(209)  # cudaErrorNoKernelImageForDevice
+        with pytest.raises(RuntimeError, match="LifScanForwardStandalone returned 1"):
+            _run(small_kernel, x, x, 0.5, 0.1, 4, 3, "float32")
+        lines = capfd.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        for part in ("launching the forward kernel failed", "cudaErrorNoKernelImageForDevice",
+                     "compute capability 6.1", "driver for CUDA 12.4", "built with CUDA 12.0",
+                     "sm_75/sm_80/compute_90", "nvcc --list-gpu-arch"):
+            assert part in lines[0], (part, lines[0])
+        lib.LifEmulationSetDevice(8, 0, 11080)
+        lib.LifEmulationSetLaunchError(35)  # cudaErrorInsufficientDriver
+        with pytest.raises(RuntimeError):
+            _run(small_kernel, x, x, 0.5, 0.1, 4, 2, "float16")
+        line = capfd.readouterr().err.strip()
+        assert "driver for CUDA 11.8" in line and "the driver is older than the toolkit" in line, line
+    finally:
+        lib.LifEmulationSetLaunchError(0)
+        lib.LifEmulationSetDevice(9, 0, 12040)
+    out, *_ = _run(small_kernel, x, x, 0.5, 0.1, 4, 3, "float32")  # and the next launch works again
+    np.testing.assert_allclose(out, lif_forward_np(x, 0.5, 0.1, 4, 3), rtol=1e-5, atol=1e-5)
+
+
+HARNESS_PROBE = r"""
+#include "cuda_host_emulation.h"
+// Reverses 64 floats through shared memory, with or without the barrier between writing and reading.
+template <bool kSync>
+__global__ void Reverse(const float *in, float *out) {
+  __shared__ float tile[64];
+  tile[threadIdx.x] = in[threadIdx.x];
+  if (kSync) __syncthreads();
+  out[threadIdx.x] = tile[63 - threadIdx.x];
+}
+// Sum of each warp's values by shuffles, written by lane 0.
+__global__ void WarpSums(const float *in, float *out) {
+  float v = in[threadIdx.x];
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+  if ((threadIdx.x & 31) == 0) out[threadIdx.x / 32] = v;
+}
+extern "C" void Run(int which, const float *in, float *out) {
+  if (which == 0) LIF_LAUNCH(Reverse<true>, 1, 64, nullptr, in, out);
+  if (which == 1) LIF_LAUNCH(Reverse<false>, 1, 64, nullptr, in, out);
+  if (which == 2) LIF_LAUNCH(WarpSums, 1, 64, nullptr, in, out);
+}
+"""
+
+
+def test_emulation_is_faithful_to_barriers(tmp_path):
+    source = tmp_path / "probe.cc"
+    source.write_text(HARNESS_PROBE)
+    library = tmp_path / "probe.so"
+    subprocess.run(["g++", "-std=c++17", "-O1", "-fPIC", "-shared", f"-I{CUDA_RECIPE.directory}", "-o",
+                    str(library), str(source)], check=True, capture_output=True)
+    run = ctypes.CDLL(str(library)).Run
+    values = np.arange(64, dtype=np.float32) + 1
+    out = np.zeros(64, np.float32)
+
+    def call(which):
+        out[:] = 0
+        run(which, ctypes.c_void_p(values.ctypes.data), ctypes.c_void_p(out.ctypes.data))
+        return out.copy()
+
+    np.testing.assert_array_equal(call(0), values[::-1])
+    # Without the barrier the first threads read slots the last ones have not written yet.
+    assert (call(1)[:32] == 0).all()
+    np.testing.assert_array_equal(call(2)[:2], [values[:32].sum(), values[32:].sum()])
