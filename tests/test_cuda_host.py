@@ -34,7 +34,7 @@ WINDOWS = (-1, 0, 1, 2, 3, 4, 5, 8, 17, 40)  # 17 and whole axes of 33/130 excee
 def _emulation_library(extra_flags):
     recipe = dataclasses.replace(CUDA_RECIPE, name="lif_cuda_host", compiler="g++",
                                  headers=CUDA_RECIPE.headers + ("cuda_host_emulation.h",),
-                                 flags=EMULATION_FLAGS + extra_flags)
+                                 flags=EMULATION_FLAGS + extra_flags, toolkit=None, archs=())
     return build_library(recipe)
 
 
@@ -189,3 +189,98 @@ def test_emulation_is_faithful_to_barriers(tmp_path):
     # Without the barrier the first threads read slots the last ones have not written yet.
     assert (call(1)[:32] == 0).all()
     np.testing.assert_array_equal(call(2)[:2], [values[:32].sum(), values[32:].sum()])
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+def _fake_nvcc(directory, version, archs, lists=True):
+    """An `nvcc` of CUDA `version` knowing compute_<archs>; compiling logs its arguments and writes -o."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = " ".join(f"compute_{a}" for a in archs)
+    list_answer = f'printf "%s\\n" {names}; exit 0' if lists else 'echo "nvcc fatal: Unknown option" >&2; exit 1'
+    script = directory / "nvcc"
+    script.write_text(f"""#!/bin/sh
+case "$1" in
+  --version) echo "Cuda compilation tools, release {version.rsplit('.', 1)[0]}, V{version}"; exit 0;;
+  --list-gpu-arch) {list_answer};;
+  --help) echo "Allowed values for this option: {names.replace(' ', ',')},sm_xx"; exit 0;;
+esac
+echo "$@" >> "{directory}/calls.log"
+while [ $# -gt 0 ]; do if [ "$1" = -o ]; then shift; echo fake > "$1"; fi; shift; done
+""")
+    script.chmod(0o755)
+    return directory / "calls.log"
+
+
+@pytest.fixture
+def fake_toolkits(tmp_path, monkeypatch):
+    """Builds into a private cache with the fake nvcc of `use(version, archs)` alone on PATH."""
+    from src.lif import custom
+
+    monkeypatch.setenv("SNNMLP_HOME", str(tmp_path / "home"))
+    custom.nvcc_toolkit.cache_clear()
+
+    def use(version, archs=(), lists=True):
+        directory = tmp_path / f"nvcc-{version}-{lists}"
+        log = _fake_nvcc(directory, version, archs, lists) if version else None
+        monkeypatch.setenv("PATH", f"{directory}:/usr/bin:/bin")
+        return log
+
+    yield use
+    custom.nvcc_toolkit.cache_clear()
+
+
+@pytest.mark.parametrize("version, listed, native, ptx, lists", [
+    ("13.0.88", (75, 80, 86, 87, 88, 89, 90, 100, 110, 103, 120, 121), (75, 80, 86, 89, 90), 90, True),
+    ("11.6.124", (35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87), (70, 75, 80, 86), 86, True),
+    ("10.1.243", (30, 32, 35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75), (70, 75), 75, False),  # no --list-gpu-arch
+])
+def test_architectures_come_from_the_toolkit(fake_toolkits, version, listed, native, ptx, lists):
+    log = fake_toolkits(version, listed, lists)
+    path = build_library(CUDA_RECIPE)
+    assert path.name.endswith(f"-nvcc{version}.so") and path.exists()
+    args = log.read_text().split()
+    codes = {a for a in args if a.startswith("arch=")}
+    assert codes == {f"arch=compute_{a},code=sm_{a}" for a in native} | {f"arch=compute_{ptx},code=compute_{ptx}"}
+    assert "-DLIF_CUDA_ARCHS=" + "/".join([f"sm_{a}" for a in native] + [f"compute_{ptx}"]) in args
+
+
+def test_nvcc_version_keys_the_cache_and_hosts_without_nvcc_find_a_prebuilt(fake_toolkits, monkeypatch):
+    from src.lif import custom
+
+    fake_toolkits("11.6.124", (70, 75, 80, 86))
+    old = build_library(CUDA_RECIPE)
+    fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))
+    new = build_library(CUDA_RECIPE)
+    assert old != new and old.exists() and new.exists()
+    assert old.name.split("-nvcc")[0] == new.name.split("-nvcc")[0]  # same sources, two toolkits
+    fake_toolkits(None)  # no nvcc: the newest toolkit the driver supports
+    monkeypatch.setattr(custom, "_cuda_driver_version", lambda: (12, 2))
+    assert build_library(CUDA_RECIPE) == old
+    monkeypatch.setattr(custom, "_cuda_driver_version", lambda: (12, 8))
+    assert build_library(CUDA_RECIPE) == new
+    monkeypatch.setattr(custom, "_cuda_driver_version", lambda: None)
+    assert build_library(CUDA_RECIPE) == new
+
+
+def test_cuda_build_errors_are_clear(fake_toolkits):
+    from src.lif.custom import KernelBuildError
+
+    fake_toolkits(None)
+    with pytest.raises(KernelBuildError, match=r"needs 'nvcc' on PATH.*nor a library prebuilt.*build_cuda_kernels"):
+        build_library(CUDA_RECIPE)
+    fake_toolkits("9.0.176", (30, 35, 50, 60, 61))
+    with pytest.raises(KernelBuildError, match=r"nvcc 9\.0\.176 .* lists none of the architectures"):
+        build_library(CUDA_RECIPE)
+
+
+def test_build_script_reports_the_library(fake_toolkits, tmp_path):
+    fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))
+    script = CUDA_RECIPE.directory.parents[2] / "scripts" / "build_cuda_kernels.sh"
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "nvcc 12.4.131" in result.stdout and "sm_70 sm_75 sm_80 sm_86 sm_89 sm_90 + PTX compute_90" in result.stdout
+    assert result.stdout.strip().endswith("-nvcc12.4.131.so")
+    fake_toolkits(None)
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "nvcc is not on PATH" in result.stderr
