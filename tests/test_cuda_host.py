@@ -12,6 +12,7 @@ import ctypes
 import dataclasses
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -284,3 +285,44 @@ def test_build_script_reports_the_library(fake_toolkits, tmp_path):
     fake_toolkits(None)
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "nvcc is not on PATH" in result.stderr
+
+
+# ----------------------------------------------------------------------------------------------- the GPU check
+
+CHECK_SCRIPT = CUDA_RECIPE.directory.parents[2] / "scripts" / "check_cuda_kernels.py"
+
+
+def _check_script(*args):
+    return subprocess.run([sys.executable, str(CHECK_SCRIPT), *args], capture_output=True, text=True, check=False,
+                          timeout=120)
+
+
+def test_check_script_help_and_dry_run_need_no_gpu(fake_toolkits, tmp_path):
+    result = _check_script("--help")
+    assert result.returncode == 0
+    for flag in ("--all", "--check", "--bench", "--build-only", "--dry-run", "--lib", "--json", "--bench-shape",
+                 "--bench-window", "--repeat"):
+        assert flag in result.stdout
+    fake_toolkits(None)  # no nvcc and nothing prebuilt: the plan says so
+    result = _check_script("--dry-run", "--json", str(tmp_path / "out.json"))
+    assert result.returncode == 0, result.stderr
+    assert "kernel library:   cannot be had here" in result.stdout and "needs 'nvcc'" in result.stdout
+    assert "120 cases x 3 storage types" in result.stdout and "(128, 96, 56, 56), window 4" in result.stdout
+    assert not (tmp_path / "out.json").exists()
+    fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))
+    result = _check_script("--dry-run")
+    assert "lif_cuda_original-" in result.stdout and "-nvcc12.4.131.so (to be built)" in result.stdout
+
+
+def test_check_script_errors_are_one_line(fake_toolkits):
+    fake_toolkits(None)
+    result = _check_script("--all")
+    assert result.returncode == 1 and result.stderr.startswith("error: building the lif_cuda LIF kernel needs")
+    fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))  # builds (fake libraries), then finds no GPU
+    result = _check_script("--check")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip().splitlines() in (
+        ["error: no CUDA device visible to PyTorch (torch.cuda.is_available() is False)"],
+        ["error: this check needs PyTorch with CUDA (pip install torch)"])
+    result = _check_script("--bench-window", "5")
+    assert result.returncode == 2 and "must divide H and W" in result.stderr
