@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["KernelBuildError", "KernelRecipe", "Toolkit", "nvcc_toolkit", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "KERNEL_DTYPES", "kernel_cache_dir",
+__all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "KERNEL_DTYPES", "kernel_cache_dir",
            "library_path", "build_library", "find_ascend_op", "make_custom_ops", "StandaloneKernel"]
 
 logger = logging.getLogger("snn_mlp")

@@ -233,6 +233,24 @@ struct Rows {
   int64_t tiles;
 };
 
+// Tile t of the rows: where it starts in the tensor, its elements, and its whole windows.
+struct TileSpan {
+  int64_t base;
+  int count;
+  int windows;
+};
+
+__device__ __forceinline__ TileSpan TileOf(const Rows &r, int64_t t) {
+  const int64_t first = t * r.lines_per_tile;
+  const int lines = static_cast<int>(r.lines - first < r.lines_per_tile ? r.lines - first : r.lines_per_tile);
+  return {first * r.cols, lines * r.cols, lines * r.whole};
+}
+
+// Tile position of whole window w (row w / whole, window w % whole of it).
+__device__ __forceinline__ int WindowStart(const Rows &r, int w) {
+  return (w / r.whole) * r.cols + (w % r.whole) * r.k;
+}
+
 template <typename T>
 __device__ __forceinline__ void LoadTile(const T *__restrict__ src, int64_t base, int count, float *tile) {
   for (int p = threadIdx.x; p < count; p += kThreads) tile[Slot(p)] = ToFloat(src[base + p]);
@@ -251,17 +269,14 @@ __global__ void __launch_bounds__(kThreads)
   const float tau = *tau_ptr;
   const float vth = *vth_ptr;
   for (int64_t t = blockIdx.x; t < r.tiles; t += gridDim.x) {
-    const int64_t first = t * r.lines_per_tile;
-    const int lines = static_cast<int>(r.lines - first < r.lines_per_tile ? r.lines - first : r.lines_per_tile);
-    const int64_t base = first * r.cols;
-    const int count = lines * r.cols;
-    LoadTile(x, base, count, tile);
+    const TileSpan span = TileOf(r, t);
+    LoadTile(x, span.base, span.count, tile);
     __syncthreads();
-    for (int w = threadIdx.x; w < lines * r.whole; w += kThreads) {  // the partial window stays as loaded
-      ForwardWindow<K>(TileView{tile, nullptr, (w / r.whole) * r.cols + (w % r.whole) * r.k}, r.k, tau, vth);
+    for (int w = threadIdx.x; w < span.windows; w += kThreads) {  // the partial window stays as loaded
+      ForwardWindow<K>(TileView{tile, nullptr, WindowStart(r, w)}, r.k, tau, vth);
     }
     __syncthreads();
-    StoreTile(tile, base, count, out);
+    StoreTile(tile, span.base, span.count, out);
     __syncthreads();  // the next tile overwrites what this one stores
   }
 }
@@ -277,19 +292,15 @@ __global__ void __launch_bounds__(kThreads)
   const float vth = *vth_ptr;
   float2 sums = make_float2(0.0f, 0.0f);  // (dtau, dvth)
   for (int64_t t = blockIdx.x; t < r.tiles; t += gridDim.x) {
-    const int64_t first = t * r.lines_per_tile;
-    const int lines = static_cast<int>(r.lines - first < r.lines_per_tile ? r.lines - first : r.lines_per_tile);
-    const int64_t base = first * r.cols;
-    const int count = lines * r.cols;
-    LoadTile(x, base, count, x_tile);
-    LoadTile(dout, base, count, g_tile);
+    const TileSpan span = TileOf(r, t);
+    LoadTile(x, span.base, span.count, x_tile);
+    LoadTile(dout, span.base, span.count, g_tile);
     __syncthreads();
-    for (int w = threadIdx.x; w < lines * r.whole; w += kThreads) {  // the partial window keeps dx = dout
-      BackwardWindow<K>(TileView{x_tile, g_tile, (w / r.whole) * r.cols + (w % r.whole) * r.k}, r.k, tau, vth,
-                        sums);
+    for (int w = threadIdx.x; w < span.windows; w += kThreads) {  // the partial window keeps dx = dout
+      BackwardWindow<K>(TileView{x_tile, g_tile, WindowStart(r, w)}, r.k, tau, vth, sums);
     }
     __syncthreads();
-    StoreTile(g_tile, base, count, dx);
+    StoreTile(g_tile, span.base, span.count, dx);
     __syncthreads();
   }
   sums = BlockSum(sums);
@@ -364,7 +375,8 @@ __global__ void __launch_bounds__(kThreads)
 // ------------------------------------------------------------------------------------------- host side
 
 int BlocksFor(int64_t work_items, int64_t per_block) {
-  return static_cast<int>(std::min<int64_t>(kMaxBlocks, std::max<int64_t>(1, (work_items + per_block - 1) / per_block)));
+  const int64_t blocks = (work_items + per_block - 1) / per_block;
+  return static_cast<int>(std::min<int64_t>(kMaxBlocks, std::max<int64_t>(1, blocks)));
 }
 
 // Along W with rows that fit a tile: the tiled kernels; otherwise one thread per window.
