@@ -36,6 +36,9 @@ struct dim3 {
 struct float2 {
   float x, y;
 };
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
 inline float2 make_float2(float x, float y) { return {x, y}; }
 
 struct __half {

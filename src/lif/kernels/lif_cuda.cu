@@ -8,7 +8,8 @@
 // Memory traffic is that of a copy: the forward reads x and writes out, the backward reads x and dout and writes
 // dx (it recomputes the potentials; no flag or membrane tensors). Two layouts:
 // - along W ("rows"): a block stages whole rows of x (and dout) in a shared-memory tile with contiguous,
-//   coalesced loads, each thread scans windows inside the tile, and the block stores the tile back contiguously.
+//   coalesced 16-byte loads, each thread scans windows inside the tile, and the block stores the tile back the
+//   same way.
 //   The tile is padded by one word per 32 so that threads reading windows k apart hit distinct banks.
 // - along H ("columns"), and along W when one row does not fit the tile: one thread per (plane, window,
 //   column), the 32 threads of a warp on 32 neighbouring columns, so every step is a coalesced row segment.
@@ -34,6 +35,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <type_traits>
 
 #include "lif_host.h"
@@ -251,14 +253,62 @@ __device__ __forceinline__ int WindowStart(const Rows &r, int w) {
   return (w / r.whole) * r.cols + (w % r.whole) * r.k;
 }
 
+// A tile's `count` elements from `first` on, moved as 16-byte vectors (kVector elements) from the first aligned
+// element on: `body` vectors, then single elements at the `edges` positions before and after them.
+template <typename T>
+struct VectorSplit {
+  static constexpr int kVector = 16 / sizeof(T);
+  int head;      // elements before the first aligned one
+  int body_end;  // head + body * kVector
+  int body;
+  int edges;
+
+  __device__ VectorSplit(const T *first, int count) {
+    const int misaligned = static_cast<int>(reinterpret_cast<uintptr_t>(first) / sizeof(T) % kVector);
+    head = misaligned == 0 ? 0 : (kVector - misaligned < count ? kVector - misaligned : count);
+    body = (count - head) / kVector;
+    body_end = head + body * kVector;
+    edges = head + count - body_end;
+  }
+  // Position of the i-th single element.
+  __device__ int Edge(int i) const { return i < head ? i : body_end + (i - head); }
+};
+
 template <typename T>
 __device__ __forceinline__ void LoadTile(const T *__restrict__ src, int64_t base, int count, float *tile) {
-  for (int p = threadIdx.x; p < count; p += kThreads) tile[Slot(p)] = ToFloat(src[base + p]);
+  const T *first = src + base;
+  const VectorSplit<T> split(first, count);
+  const auto *vectors = reinterpret_cast<const uint4 *>(first + split.head);
+  for (int v = threadIdx.x; v < split.body; v += kThreads) {
+    const uint4 bits = vectors[v];
+    T values[split.kVector];
+    memcpy(values, &bits, sizeof(bits));
+#pragma unroll
+    for (int e = 0; e < split.kVector; ++e) tile[Slot(split.head + v * split.kVector + e)] = ToFloat(values[e]);
+  }
+  for (int i = threadIdx.x; i < split.edges; i += kThreads) {
+    const int at = split.Edge(i);
+    tile[Slot(at)] = ToFloat(first[at]);
+  }
 }
 
 template <typename T>
 __device__ __forceinline__ void StoreTile(const float *tile, int64_t base, int count, T *__restrict__ dst) {
-  for (int p = threadIdx.x; p < count; p += kThreads) dst[base + p] = FromFloat<T>(tile[Slot(p)]);
+  T *first = dst + base;
+  const VectorSplit<T> split(first, count);
+  auto *vectors = reinterpret_cast<uint4 *>(first + split.head);
+  for (int v = threadIdx.x; v < split.body; v += kThreads) {
+    T values[split.kVector];
+#pragma unroll
+    for (int e = 0; e < split.kVector; ++e) values[e] = FromFloat<T>(tile[Slot(split.head + v * split.kVector + e)]);
+    uint4 bits;
+    memcpy(&bits, values, sizeof(bits));
+    vectors[v] = bits;
+  }
+  for (int i = threadIdx.x; i < split.edges; i += kThreads) {
+    const int at = split.Edge(i);
+    first[at] = FromFloat<T>(tile[Slot(at)]);
+  }
 }
 
 template <typename T, int K>
