@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import logging
 import statistics
 import sys
 import time
@@ -443,9 +444,9 @@ def main(argv=None):
     args = _parse_args(argv)
     if args.dry_run:
         return dry_run(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the kernel builds say what they compile
     started = time.perf_counter()
     custom = _custom()
-    report = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         library = args.lib or custom.build_library(custom.CUDA_RECIPE)
         original_library = None if args.check else custom.build_library(_original_recipe(custom))
@@ -466,14 +467,13 @@ def main(argv=None):
     if not torch.cuda.is_available():
         print("error: no CUDA device visible to PyTorch (torch.cuda.is_available() is False)", file=sys.stderr)
         return 1
-    report.update(library=str(library), device=torch.cuda.get_device_name(), torch=torch.__version__,
-                  torch_cuda=torch.version.cuda)
-    kernel = Kernel(custom.StandaloneKernel(library))
-    reference = _load_module("lif_reference", REPO / "src" / "lif" / "reference.py")
-    ok = True
+    report = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "library": str(library),
+              "device": torch.cuda.get_device_name(), "torch": torch.__version__, "torch_cuda": torch.version.cuda}
+    ok = False
     try:
-        if args.all or args.check:
-            ok = check_correctness(kernel, reference, report)
+        kernel = Kernel(custom.StandaloneKernel(library))
+        reference = _load_module("lif_reference", REPO / "src" / "lif" / "reference.py")
+        ok = check_correctness(kernel, reference, report) if args.all or args.check else True
         if args.all or args.bench:
             original = Original(original_library)
             check_original(original, reference)
@@ -482,8 +482,10 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         ok = False
         report["error"] = str(err)
-    report["seconds"] = time.perf_counter() - started
-    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    finally:  # what was measured is kept, whatever stopped the run
+        report["seconds"] = time.perf_counter() - started
+        report["passed"] = ok
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\n{'all correctness cases pass' if ok else 'FAILED'}; {report['seconds']:.0f} s; results in {args.json}")
     return 0 if ok else 1
 
