@@ -327,3 +327,50 @@ def test_check_script_errors_are_one_line(fake_toolkits):
         "error: this check needs PyTorch with CUDA (pip install torch)")
     result = _check_script("--bench-window", "5")
     assert result.returncode == 2 and "must divide H and W" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def check_module():
+    """scripts/check_cuda_kernels.py as a module, with its baseline built for the host."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_cuda_kernels", CHECK_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_script_logic_on_the_host(check_module, small_kernel, monkeypatch, capsys):
+    """The GPU check's own code, run on CPU tensors with host-emulation builds of the kernel and the baseline:
+    its comparisons pass a correct kernel and catch a wrong one, the baseline computes the scan, the bench
+    table and JSON rows come out."""
+    import torch
+
+    from src.lif import custom, reference
+
+    torch.manual_seed(0)
+    original_recipe = dataclasses.replace(check_module._original_recipe(custom), compiler="g++", toolkit=None,
+                                          archs=(), flags=EMULATION_FLAGS + (f"-I{CUDA_RECIPE.directory}",))
+    device = check_module.Device("cpu")
+    kernel = check_module.Kernel(small_kernel, device)
+    original = check_module.Original(build_library(original_recipe), device)
+    monkeypatch.setattr(check_module, "SHAPES", ((2, 3, 7, 9), (1, 1, 2, 130)))
+    report = {}
+    assert check_module.check_correctness(kernel, reference, report)
+    assert report["correctness"] == {"cases": 40, "dtypes": ["float32", "float16", "bfloat16"], "failures": []}
+
+    class OffByOnePerMille(check_module.Kernel):
+        def backward(self, *args):
+            dx, dtau, dvth = super().backward(*args)
+            return dx * 1.001, dtau, dvth
+
+    monkeypatch.setattr(check_module, "SHAPES", ((2, 3, 7, 9),))
+    assert not check_module.check_correctness(OffByOnePerMille(small_kernel, device), reference, report)
+    assert all("float32 dx off the reference" in " ".join(f["problems"]) for f in report["correctness"]["failures"])
+    check_module.check_original(original, reference)  # raises when the baseline is wrong
+    check_module.bench(kernel, original, (1, 2, 8, 12), 4, 1, report)
+    rows = report["bench"]["rows"]
+    assert {(r["what"], r["dtype"]) for r in rows} >= {("device copy", "float16"), ("backward", "float32"),
+                                                       ("original forward", "float32")}
+    assert sum(r["what"].startswith("speedup") for r in rows) == 4 and all(r["gb_s"] > 0 for r in rows if "gb_s" in r)
+    assert "forward axis 3" in capsys.readouterr().out
