@@ -234,7 +234,7 @@ def fake_toolkits(tmp_path, monkeypatch):
 @pytest.mark.parametrize("version, listed, native, ptx, lists", [
     ("13.0.88", (75, 80, 86, 87, 88, 89, 90, 100, 110, 103, 120, 121), (75, 80, 86, 89, 90), 90, True),
     ("11.6.124", (35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87), (70, 75, 80, 86), 86, True),
-    ("10.1.243", (30, 32, 35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75), (70, 75), 75, False),  # no --list-gpu-arch
+    ("11.0.221", (35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75, 80), (70, 75, 80), 80, False),  # via --help
 ])
 def test_architectures_come_from_the_toolkit(fake_toolkits, version, listed, native, ptx, lists):
     log = fake_toolkits(version, listed, lists)
@@ -270,8 +270,11 @@ def test_cuda_build_errors_are_clear(fake_toolkits):
     fake_toolkits(None)
     with pytest.raises(KernelBuildError, match=r"needs 'nvcc' on PATH.*nor a library prebuilt.*build_cuda_kernels"):
         build_library(CUDA_RECIPE)
-    fake_toolkits("9.0.176", (30, 35, 50, 60, 61))
-    with pytest.raises(KernelBuildError, match=r"nvcc 9\.0\.176 .* lists none of the architectures"):
+    fake_toolkits("10.1.243", (30, 35, 50, 60, 61, 70, 75))
+    with pytest.raises(KernelBuildError, match=r"nvcc 10\.1\.243 .* too old: .* needs CUDA 11\.0 or newer"):
+        build_library(CUDA_RECIPE)
+    fake_toolkits("11.2.152", (35, 50, 60, 61))  # a toolkit that knew none of the wanted GPUs
+    with pytest.raises(KernelBuildError, match=r"nvcc 11\.2\.152 .* lists none of the architectures"):
         build_library(CUDA_RECIPE)
 
 

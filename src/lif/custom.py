@@ -99,7 +99,8 @@ def nvcc_toolkit(nvcc):
 
     Native code for each of those architectures the toolkit knows, and PTX of the newest of them, which the
     driver compiles for any newer GPU. The list is the toolkit's own (``--list-gpu-arch``, or the
-    ``compute_NN`` names of ``--help`` for toolkits before that option), so an old nvcc builds what it can.
+    ``compute_NN`` names of ``--help`` for toolkits without that option), so an old nvcc builds what it can;
+    CUDA 11.0 at least, for ``cuda_bf16.h``.
     """
     def output(*args):
         try:
@@ -112,6 +113,9 @@ def nvcc_toolkit(nvcc):
     version = re.search(r"release \d+\.\d+, V(\d+\.\d+\.\d+)", text)
     if version is None:
         raise KernelBuildError(f"cannot read the CUDA version from '{nvcc} --version': {text.strip()[-300:]!r}")
+    if tuple(map(int, version.group(1).split(".")[:2])) < (11, 0):
+        raise KernelBuildError(f"nvcc {version.group(1)} ({nvcc}) is too old: the LIF kernel needs CUDA 11.0 or newer "
+                               "(for bfloat16)")
     status, text = output("--list-gpu-arch")
     if status != 0:
         _, text = output("--help")
