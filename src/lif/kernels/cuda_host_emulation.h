@@ -6,7 +6,10 @@
 // host thread, so shared memory is one `static` array that all threads of the block see, and __syncthreads()
 // and the warp shuffles are real barriers: a fiber that reaches one is parked until every thread of its block
 // (or warp) has reached it, which is what makes shared-memory tiles behave as on the device. A barrier that
-// can never complete (a thread exited, or a warp diverged) aborts with a message instead of hanging.
+// can never complete (a thread exited, or a warp diverged) aborts with a message instead of hanging. Not
+// emulated: a shared array keeps what the previous block left in it (on a device its contents start undefined),
+// and threads of a block interleave only at barriers, so a race between barriers shows up only as the one
+// order the fibers run in.
 // float16/bfloat16 are stored as their bits and converted with round-to-nearest-even, as __float2half_rn and
 // __float2bfloat16_rn do.
 #ifndef SNN_MLP_LIF_CUDA_HOST_EMULATION_H_

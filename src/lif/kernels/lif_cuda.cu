@@ -7,11 +7,10 @@
 //
 // Memory traffic is that of a copy: the forward reads x and writes out, the backward reads x and dout and writes
 // dx (it recomputes the potentials; no flag or membrane tensors). Two layouts:
-// - along W ("rows"): a block stages whole rows of x (and dout) in a shared-memory tile with contiguous,
-//   coalesced 16-byte loads, each thread scans windows inside the tile, and the block stores the tile back the
-//   same way.
-//   The tile is padded by one word per 32 so that threads reading windows k apart hit distinct banks.
-// - along H ("columns"), and along W when one row does not fit the tile: one thread per (plane, window,
+// - along W (the Rows kernels): a block stages whole rows of x (and dout) in a shared-memory tile with
+//   contiguous 16-byte loads, each thread scans windows inside the tile, and the block stores the tile back the
+//   same way. The tile is padded by one word per 32 so that threads reading windows k apart hit distinct banks.
+// - along H (the Lanes kernels), and along W when one row does not fit the tile: one thread per (plane, window,
 //   column), the 32 threads of a warp on 32 neighbouring columns, so every step is a coalesced row segment.
 // The scan of one window is compiled for windows of 2, 3, 4 and 8 (fully unrolled, values in registers) and
 // for any other length. The backward runs each window forward into registers, then back: the reverse recurrence
