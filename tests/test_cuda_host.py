@@ -116,8 +116,13 @@ def test_matches_reference_on_every_path(small_kernel, shape, axis):
 
 @pytest.mark.parametrize("axis", (2, 3))
 def test_matches_reference_with_gpu_sizes(gpu_sized_kernel, axis):
-    """256 threads, 2048-element tiles: (2, 4, 20, 56) is two and a half tiles of rows along W."""
-    _check_against_reference(gpu_sized_kernel, (2, 4, 20, 56), axis, (0, 3, 4, 5, 8), seed=axis)
+    """256 threads, 2048-element tiles: (2, 4, 20, 56) is two and a half tiles of rows along W. The threads of a
+    block run last to first between barriers here (first to last elsewhere), so a race would change results."""
+    gpu_sized_kernel.lib.LifEmulationSetOrder(1)
+    try:
+        _check_against_reference(gpu_sized_kernel, (2, 4, 20, 56), axis, (0, 3, 4, 5, 8), seed=axis)
+    finally:
+        gpu_sized_kernel.lib.LifEmulationSetOrder(0)
 
 
 def test_launch_failure_is_one_clear_line(small_kernel, capfd):
@@ -150,7 +155,7 @@ def test_launch_failure_is_one_clear_line(small_kernel, capfd):
 HARNESS_PROBE = r"""
 #include "cuda_host_emulation.h"
 // Reverses 64 floats through shared memory, with or without the barrier between writing and reading.
-template <bool kSync>
+template <bool kSync, int kInstance>  // each instance has its own (zeroed) tile
 __global__ void Reverse(const float *in, float *out) {
   __shared__ float tile[64];
   tile[threadIdx.x] = in[threadIdx.x];
@@ -163,10 +168,13 @@ __global__ void WarpSums(const float *in, float *out) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
   if ((threadIdx.x & 31) == 0) out[threadIdx.x / 32] = v;
 }
-extern "C" void Run(int which, const float *in, float *out) {
-  if (which == 0) LIF_LAUNCH(Reverse<true>, 1, 64, nullptr, in, out);
-  if (which == 1) LIF_LAUNCH(Reverse<false>, 1, 64, nullptr, in, out);
+extern "C" void Run(int which, const float *in, float *out, int reverse) {
+  LifEmulationSetOrder(reverse);
+  const auto synced = Reverse<true, 0>, racy = Reverse<false, 0>, racy_again = Reverse<false, 1>;
+  if (which == 0) LIF_LAUNCH(synced, 1, 64, nullptr, in, out);
+  if (which == 1) LIF_LAUNCH(racy, 1, 64, nullptr, in, out);
   if (which == 2) LIF_LAUNCH(WarpSums, 1, 64, nullptr, in, out);
+  if (which == 3) LIF_LAUNCH(racy_again, 1, 64, nullptr, in, out);
 }
 """
 
@@ -181,15 +189,18 @@ def test_emulation_is_faithful_to_barriers(tmp_path):
     values = np.arange(64, dtype=np.float32) + 1
     out = np.zeros(64, np.float32)
 
-    def call(which):
+    def call(which, reverse=0):
         out[:] = 0
-        run(which, ctypes.c_void_p(values.ctypes.data), ctypes.c_void_p(out.ctypes.data))
+        run(which, ctypes.c_void_p(values.ctypes.data), ctypes.c_void_p(out.ctypes.data), reverse)
         return out.copy()
 
-    np.testing.assert_array_equal(call(0), values[::-1])
-    # Without the barrier the first threads read slots the last ones have not written yet.
-    assert (call(1)[:32] == 0).all()
-    np.testing.assert_array_equal(call(2)[:2], [values[:32].sum(), values[32:].sum()])
+    for reverse in (0, 1):
+        np.testing.assert_array_equal(call(0, reverse), values[::-1])
+        np.testing.assert_array_equal(call(2, reverse)[:2], [values[:32].sum(), values[32:].sum()])
+    # Without the barrier, threads read slots that others have not written yet: which ones depends on the order.
+    forward, backward = call(1), call(3, reverse=1)
+    assert (forward[:32] == 0).all() and (forward[32:] == values[::-1][32:]).all()
+    assert (backward[32:] == 0).all() and (backward[:32] == values[::-1][:32]).all()
 
 
 # ----------------------------------------------------------------------------------------------- building

@@ -8,8 +8,8 @@
 // (or warp) has reached it, which is what makes shared-memory tiles behave as on the device. A barrier that
 // can never complete (a thread exited, or a warp diverged) aborts with a message instead of hanging. Not
 // emulated: a shared array keeps what the previous block left in it (on a device its contents start undefined),
-// and threads of a block interleave only at barriers, so a race between barriers shows up only as the one
-// order the fibers run in.
+// and threads of a block interleave only at barriers, in the order of their index or (LifEmulationSetOrder)
+// the reverse: running both orders exposes a race between barriers as a difference.
 // float16/bfloat16 are stored as their bits and converted with round-to-nearest-even, as __float2half_rn and
 // __float2bfloat16_rn do.
 #ifndef SNN_MLP_LIF_CUDA_HOST_EMULATION_H_
@@ -116,6 +116,8 @@ namespace emu {
 inline cudaError_t pending_error = cudaSuccess;
 inline cudaError_t injected_launch_error = cudaSuccess;
 inline int device_major = 9, device_minor = 0, driver_version = 12040;
+// Threads of a block run from the last to the first between barriers: a race shows up as a different result.
+inline bool reverse_order = false;
 }  // namespace emu
 
 inline cudaError_t cudaGetLastError() {
@@ -209,7 +211,8 @@ inline void RunBlock() {
   const unsigned threads = block_dim.x;
   for (;;) {
     bool any_ran = false;
-    for (unsigned t = 0; t < threads; ++t) {
+    for (unsigned i = 0; i < threads; ++i) {
+      const unsigned t = reverse_order ? threads - 1 - i : i;
       if (block.fibers[t].state != State::kRunnable) continue;
       any_ran = true;
       block.current = t;
@@ -292,6 +295,7 @@ T __shfl_down_sync(unsigned mask, T value, unsigned delta) {
 
 // Test hooks: the next launches fail with `error` (0 clears it); the device and driver the library sees.
 extern "C" void LifEmulationSetLaunchError(int error) { emu::injected_launch_error = static_cast<cudaError_t>(error); }
+extern "C" void LifEmulationSetOrder(int reverse) { emu::reverse_order = reverse != 0; }
 extern "C" void LifEmulationSetDevice(int major, int minor, int driver_version) {
   emu::device_major = major;
   emu::device_minor = minor;
