@@ -10,6 +10,7 @@ and once more with the sizes the GPU build uses. The emulation itself is checked
 """
 import ctypes
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -235,7 +236,7 @@ def fake_toolkits(tmp_path, monkeypatch):
     def use(version, archs=(), lists=True):
         directory = tmp_path / f"nvcc-{version}-{lists}"
         log = _fake_nvcc(directory, version, archs, lists) if version else None
-        monkeypatch.setenv("PATH", f"{directory}:/usr/bin:/bin")
+        monkeypatch.setenv("PATH", f"{directory}:{os.path.dirname(sys.executable)}:/usr/bin:/bin")
         return log
 
     yield use
