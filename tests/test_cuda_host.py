@@ -10,7 +10,6 @@ and once more with the sizes the GPU build uses. The emulation itself is checked
 """
 import ctypes
 import dataclasses
-import os
 import shutil
 import subprocess
 import sys
@@ -232,11 +231,14 @@ def fake_toolkits(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SNNMLP_HOME", str(tmp_path / "home"))
     custom.nvcc_toolkit.cache_clear()
+    python_only = tmp_path / "python"  # the build script's python3, without whatever else its directory holds
+    python_only.mkdir()
+    (python_only / "python3").symlink_to(sys.executable)
 
     def use(version, archs=(), lists=True):
         directory = tmp_path / f"nvcc-{version}-{lists}"
         log = _fake_nvcc(directory, version, archs, lists) if version else None
-        monkeypatch.setenv("PATH", f"{directory}:{os.path.dirname(sys.executable)}:/usr/bin:/bin")
+        monkeypatch.setenv("PATH", f"{directory}:{python_only}:/usr/bin:/bin")
         return log
 
     yield use
