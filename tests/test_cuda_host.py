@@ -231,14 +231,17 @@ def fake_toolkits(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SNNMLP_HOME", str(tmp_path / "home"))
     custom.nvcc_toolkit.cache_clear()
-    python_only = tmp_path / "python"  # the build script's python3, without whatever else its directory holds
-    python_only.mkdir()
-    (python_only / "python3").symlink_to(sys.executable)
+    # What the build script runs, and nothing else: /usr/bin may hold a real nvcc.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "python3").symlink_to(sys.executable)
+    for tool in ("bash", "dirname", "sed"):
+        (tools / tool).symlink_to(shutil.which(tool))
 
     def use(version, archs=(), lists=True):
         directory = tmp_path / f"nvcc-{version}-{lists}"
         log = _fake_nvcc(directory, version, archs, lists) if version else None
-        monkeypatch.setenv("PATH", f"{directory}:{python_only}:/usr/bin:/bin")
+        monkeypatch.setenv("PATH", f"{directory}:{tools}")
         return log
 
     yield use
