@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Prebuild the CUDA LIF kernel (src/lif/kernels/lif_cuda.cu) with nvcc for sm_80 and sm_90 plus PTX, into the
-# kernel cache that training looks in: $SNNMLP_HOME/kernels (default ~/.cache/snn_mlp/kernels).
+# Prebuild the CUDA LIF kernel (src/lif/kernels/lif_cuda.cu) with the nvcc on PATH into the kernel cache that
+# training looks in: $SNNMLP_HOME/kernels (default ~/.cache/snn_mlp/kernels).
 #
 # Usage: scripts/build_cuda_kernels.sh [--help]
 #
-# Run it on any host with nvcc (MindSpore is not needed). The library's file name carries a hash of the sources
-# and flags; copy it into the cache of a GPU host that lacks nvcc, or point SNNMLP_HOME at a shared cache.
-# Then verify it on the GPU host with scripts/check_cuda_kernels.py (see docs/KERNELS.md).
+# Native code for sm_70/75/80/86/89/90 where `nvcc --list-gpu-arch` lists them, plus PTX of the newest of those
+# for later GPUs. The file is lif_cuda-<hash of the sources>-nvcc<version>.so; copy it into the cache of a GPU
+# host without nvcc (it takes the newest toolkit its driver supports), or share the cache through SNNMLP_HOME.
+# The driver must support the toolkit's CUDA version. Verify on the GPU host: scripts/check_cuda_kernels.py --all.
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ $# -gt 0 ]]; then
@@ -18,11 +19,12 @@ if [[ $# -gt 0 ]]; then
   exit 2
 fi
 if ! command -v nvcc >/dev/null 2>&1; then
-  echo "error: nvcc is not on PATH; install the CUDA toolkit (11.8 or newer) or add its bin/ to PATH" >&2
+  echo "error: nvcc is not on PATH; install the CUDA toolkit or add its bin/ to PATH" >&2
   exit 1
 fi
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-echo "nvcc: $(nvcc --version | tail -n 1)"
+python3 -c 'import shutil, sys; sys.path.insert(0, sys.argv[1]); from custom import nvcc_toolkit
+print(nvcc_toolkit(shutil.which("nvcc")).summary)' "$repo/src/lif"
 library="$(python3 "$repo/src/lif/custom.py" cuda)"
 echo "CUDA LIF kernel ready: $library"

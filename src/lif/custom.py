@@ -3,9 +3,11 @@
 A library is compiled on first use into a per-user cache, ``$SNNMLP_HOME/kernels`` (default
 ``~/.cache/snn_mlp/kernels``). Its file name carries a hash of the sources, the flags and, for
 ``-march=native`` builds, the CPU: a changed source or flag builds a new file, and a cache shared by different
-machines never hands one the other's binary. (The compiler is not part of the hash, so a library prebuilt
-elsewhere, e.g. by ``scripts/build_cuda_kernels.sh``, is found on a host without the compiler.) The
-compiler writes to a temporary name that is renamed into place, under a file lock: concurrent processes
+machines never hands one the other's binary. The CUDA library's name also ends in the nvcc version
+(``lif_cuda-<hash>-nvcc12.4.131.so``), whose architecture list decides what is compiled: a host with nvcc
+builds and uses its own toolkit's file; a host without nvcc uses one prebuilt elsewhere (e.g. by
+``scripts/build_cuda_kernels.sh``) for the same sources, preferring the newest toolkit its driver supports.
+The compiler writes to a temporary name that is renamed into place, under a file lock: concurrent processes
 (msrun ranks, pytest workers) wait for one build and never load a half-written file.
 
 Kernels: ``kernels/lif_cpu.cc`` (g++, CPU) and ``kernels/lif_cuda.cu`` (nvcc, GPU). The Ascend kernel is an
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["KernelBuildError", "KernelRecipe", "CPU_RECIPE", "CUDA_RECIPE", "ASCEND_OP_NAME", "KERNEL_DTYPES", "kernel_cache_dir",
@@ -68,6 +71,17 @@ class KernelRecipe:
     flags: tuple
     cpu_specific: bool  # built for the CPU it runs on (-march=native): the CPU is part of the hash
     directory: Path = KERNEL_DIR
+    # For compilers whose version decides the flags (nvcc): compiler path -> Toolkit; its tag ends the file name.
+    toolkit: object = None
+    archs: tuple = ()  # what `toolkit` chooses from (part of the hash)
+
+
+@dataclass(frozen=True)
+class Toolkit:
+    """What one compiler installation adds to a recipe: its version tag and the flags that depend on it."""
+    tag: str
+    flags: tuple
+    summary: str  # one line for people: version and targets
 
 
 CPU_RECIPE = KernelRecipe(
@@ -83,16 +97,59 @@ CPU_RECIPE = KernelRecipe(
     cpu_specific=True,
 )
 
+# GPUs the CUDA kernel is compiled for when the toolkit lists them: V100, T4/RTX 20, A100, RTX 30/A10,
+# RTX 40/L4, H100/H200.
+CUDA_ARCHS = (70, 75, 80, 86, 89, 90)
+
+
+@lru_cache(maxsize=None)
+def nvcc_toolkit(nvcc):
+    """The nvcc at path ``nvcc``: tag ``nvcc<version>`` and ``-gencode`` flags for the ``CUDA_ARCHS`` it lists.
+
+    Native code for each of those architectures the toolkit knows, and PTX of the newest of them, which the
+    driver compiles for any newer GPU. The list is the toolkit's own (``--list-gpu-arch``, or the
+    ``compute_NN`` names of ``--help`` for toolkits without that option), so an old nvcc builds what it can;
+    CUDA 11.0 at least, for ``cuda_bf16.h``.
+    """
+    def output(*args):
+        try:
+            result = subprocess.run([nvcc, *args], capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise KernelBuildError(f"running '{nvcc} {' '.join(args)}' failed: {err}") from err
+        return result.returncode, result.stdout + result.stderr
+
+    _, text = output("--version")
+    version = re.search(r"release \d+\.\d+, V(\d+\.\d+\.\d+)", text)
+    if version is None:
+        raise KernelBuildError(f"cannot read the CUDA version from '{nvcc} --version': {text.strip()[-300:]!r}")
+    if tuple(map(int, version.group(1).split(".")[:2])) < (11, 0):
+        raise KernelBuildError(f"nvcc {version.group(1)} ({nvcc}) is too old: the LIF kernel needs CUDA 11.0 or newer "
+                               "(for bfloat16)")
+    status, text = output("--list-gpu-arch")
+    if status != 0:
+        _, text = output("--help")
+    known = {int(n) for n in re.findall(r"compute_(\d+)", text)}
+    chosen = [arch for arch in CUDA_ARCHS if arch in known]
+    if not chosen:
+        raise KernelBuildError(f"nvcc {version.group(1)} ({nvcc}) lists none of the architectures the LIF kernel "
+                               f"is built for (compute_{', compute_'.join(map(str, CUDA_ARCHS))})")
+    newest = chosen[-1]
+    flags = [f for arch in chosen for f in ("-gencode", f"arch=compute_{arch},code=sm_{arch}")]
+    flags += ["-gencode", f"arch=compute_{newest},code=compute_{newest}",
+              "-DLIF_CUDA_ARCHS=" + "/".join([f"sm_{arch}" for arch in chosen] + [f"compute_{newest}"])]
+    summary = f"nvcc {version.group(1)}: {' '.join(f'sm_{arch}' for arch in chosen)} + PTX compute_{newest}"
+    return Toolkit(tag=f"nvcc{version.group(1)}", flags=tuple(flags), summary=summary)
+
+
 CUDA_RECIPE = KernelRecipe(
     name="lif_cuda",
     source="lif_cuda.cu",
     headers=("aot_extra.h", "lif_host.h"),
     compiler="nvcc",
-    # Native code for A100 (sm_80) and H100 (sm_90), plus PTX so newer GPUs can JIT it.
-    flags=("-std=c++17", "-O3", "--shared", "-Xcompiler", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=0",
-           "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
-           "-gencode", "arch=compute_90,code=compute_90"),
+    flags=("-std=c++17", "-O3", "--shared", "-Xcompiler", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=0"),
     cpu_specific=False,
+    toolkit=nvcc_toolkit,
+    archs=CUDA_ARCHS,
 )
 
 
@@ -124,16 +181,62 @@ def _find_compiler(recipe):
     return path
 
 
-def library_path(recipe):
-    """Where the library of ``recipe`` lives in the cache (it may not exist yet)."""
+def _cuda_driver_version():
+    """(major, minor) of the CUDA version the installed driver supports, None without a driver."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int()
+        if driver.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return version.value // 1000, version.value % 1000 // 10
+
+
+def _prebuilt(recipe, stem):
+    """A library of ``stem`` built elsewhere, for a host without ``recipe.compiler``: of the toolkits found,
+    the newest the CUDA driver supports (the newest of all when that cannot be told)."""
+    found = {}
+    for path in kernel_cache_dir().glob(f"{stem}-*.so"):
+        version = re.fullmatch(r"[a-z]+(\d+)\.(\d+)\.(\d+)", path.name[len(stem) + 1:-3])
+        if version:
+            found[tuple(map(int, version.groups()))] = path
+    if not found:
+        raise KernelBuildError(
+            f"building the {recipe.name} LIF kernel needs '{recipe.compiler}' on PATH, and there is none, nor a "
+            f"library prebuilt for these sources ({kernel_cache_dir()}/{stem}-*.so, see "
+            f"scripts/build_cuda_kernels.sh). Install the CUDA toolkit, copy a prebuilt library there, or use "
+            "backend='primitive'.")
+    driver = _cuda_driver_version()
+    usable = [v for v in found if driver is None or v[:2] <= driver] or list(found)
+    path = found[max(usable)]
+    logger.info("no %s on PATH: using the prebuilt %s (CUDA driver %s)", recipe.compiler, path,
+                "%d.%d" % driver if driver else "unknown")
+    return path
+
+
+def _plan(recipe):
+    """``(library path, compiler flags)``; the flags are None for a library that must already exist."""
     digest = hashlib.sha256()
     for name in (recipe.source,) + tuple(recipe.headers):
         digest.update(name.encode())
         digest.update((recipe.directory / name).read_bytes())
-    digest.update("\0".join(recipe.flags).encode())
+    digest.update("\0".join(recipe.flags + tuple(map(str, recipe.archs))).encode())
     if recipe.cpu_specific:
         digest.update(_cpu_fingerprint().encode())
-    return kernel_cache_dir() / f"{recipe.name}-{digest.hexdigest()[:16]}.so"
+    stem = f"{recipe.name}-{digest.hexdigest()[:16]}"
+    if recipe.toolkit is None:
+        return kernel_cache_dir() / f"{stem}.so", recipe.flags
+    compiler = shutil.which(recipe.compiler)
+    if compiler is None:
+        return _prebuilt(recipe, stem), None
+    toolkit = recipe.toolkit(compiler)
+    return kernel_cache_dir() / f"{stem}-{toolkit.tag}.so", recipe.flags + toolkit.flags
+
+
+def library_path(recipe):
+    """Where the library of ``recipe`` lives in the cache (it may not exist yet)."""
+    return _plan(recipe)[0]
 
 
 def _check_white_list(path):
@@ -150,7 +253,7 @@ def _check_white_list(path):
 
 def build_library(recipe):
     """Path of the library of ``recipe``, compiling it first if the cache lacks it."""
-    path = library_path(recipe)
+    path, flags = _plan(recipe)
     _check_white_list(path)
     if path.exists():
         return path
@@ -160,7 +263,7 @@ def build_library(recipe):
         if path.exists():  # another process built it while we waited
             return path
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        cmd = [_find_compiler(recipe), *recipe.flags, f"-I{recipe.directory}", "-o", str(tmp),
+        cmd = [_find_compiler(recipe), *flags, f"-I{recipe.directory}", "-o", str(tmp),
                str(recipe.directory / recipe.source)]
         logger.info("building the %s LIF kernel: %s", recipe.name, " ".join(cmd))
         started = time.perf_counter()
@@ -372,7 +475,7 @@ def main(argv=None):
         description="Build a LIF kernel library into the kernel cache (if it is not there yet) and print its "
                     "path. The cache is $SNNMLP_HOME/kernels, default ~/.cache/snn_mlp/kernels.")
     parser.add_argument("kernel", choices=sorted(RECIPES), help="cpu: lif_cpu.cc with g++; cuda: lif_cuda.cu "
-                        "with nvcc (sm_80, sm_90 and PTX)")
+                        "with nvcc (sm_70/75/80/86/89/90 where the toolkit lists them, PTX of the newest)")
     parser.add_argument("--path-only", action="store_true", help="print where the library goes, build nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
