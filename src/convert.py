@@ -20,8 +20,8 @@ import zipfile
 
 import numpy as np
 
-from src.checkpoint import (CheckpointError, save_checkpoint_atomic, sha256_file, to_official_name,
-                            to_structural_name)
+from src.checkpoint import (
+    CheckpointError, save_checkpoint_atomic, sha256_file, to_official_name, to_structural_name)
 
 __all__ = ["DEFAULT_MAX_BYTES", "read_torch_checkpoint", "extract_state_dict", "infer_architecture",
            "to_mindspore_names", "convert_torch_checkpoint"]
