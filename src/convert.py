@@ -20,7 +20,7 @@ import zipfile
 
 import numpy as np
 
-from src.checkpoint import (
+from .checkpoint import (
     CheckpointError, save_checkpoint_atomic, sha256_file, to_official_name, to_structural_name)
 
 __all__ = ["DEFAULT_MAX_BYTES", "read_torch_checkpoint", "extract_state_dict", "infer_architecture",
@@ -424,7 +424,7 @@ def infer_architecture(state_dict):
 
 
 def _match_variant(arch):
-    from src.snn_mlp import MODEL_ARCHS
+    from .snn_mlp import MODEL_ARCHS
     for name, preset in MODEL_ARCHS.items():
         if (arch["embed_dim"], arch["depths"]) == (preset["embed_dim"], tuple(preset["depths"])) \
                 and arch["patch_size"] == 4 and arch["in_chans"] == 3 and arch["mlp_ratio"] == 4.0:
@@ -457,7 +457,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     What the file holds besides the weights (optimizer, config, …) is logged in one line, never run.
     Returns ``(model_name, model_kwargs, input_sha256, output_sha256)``.
     """
-    from src.snn_mlp import MODEL_ALIASES, create_model
+    from .snn_mlp import MODEL_ALIASES, create_model
 
     if not os.fspath(output_path).endswith(".ckpt"):
         raise CheckpointError(f"the output file name must end in .ckpt: {output_path}")

@@ -3,8 +3,8 @@ import inspect
 import logging
 import os
 
-from src.checkpoint import CheckpointError, fetch_asset, get_asset, load_checkpoint_strict, verify_file
-from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
+from .checkpoint import CheckpointError, fetch_asset, get_asset, load_checkpoint_strict, verify_file
+from .snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
 
 __all__ = ["HUB_MODELS", "load", "pretrained_checkpoint"]
 
@@ -37,7 +37,7 @@ def pretrained_checkpoint(name, offline=None):
             return converted
         except CheckpointError as e:
             logger.warning("%s; converting %s again", e, path)
-    from src.convert import convert_torch_checkpoint
+    from .convert import convert_torch_checkpoint
     convert_torch_checkpoint(path, converted, log=logger.info)  # the strict load below checks the fit
     return converted
 
