@@ -98,26 +98,6 @@ def hub_folder(tmp_path_factory):
     return folder, asset
 
 
-def test_mindspore_hub_client_contract_positional_and_keyword(hub_folder, tmp_path):
-    folder, asset = hub_folder
-    name = hub_markdown_header()["model-name"]
-    small = ", ".join(f"{k}={v!r}" for k, v in SMALL.items())
-    report = run_client(f"""
-early = any(m == "src" or m.startswith("src.") for m in sys.modules)
-positional, report["positional_missing"] = client_load({str(folder)!r}, {name!r}, {str(asset)!r}, 7, 64, {small})
-keyword, report["keyword_missing"] = client_load({str(folder)!r}, {name!r}, {str(asset)!r}, num_classes=7,
-                                                 image_size=64, {small})
-expected = ms.load_checkpoint({str(asset)!r})
-report["equal"] = all((p.asnumpy() == expected[p.name].asnumpy()).all()
-                      for net in (positional, keyword) for p in net.get_parameters())
-report["classes"] = [positional.num_classes, keyword.num_classes]
-report["early"] = early
-print(json.dumps(report))
-""", cwd=tmp_path)
-    assert report == dict(positional_missing=[[], []], keyword_missing=[[], []], equal=True, classes=[7, 7],
-                          early=False)
-
-
 def test_markdown_is_what_the_client_reads():
     header = hub_markdown_header()
     assert header["model-name"] == "snn_mlp" and header["fine-tunable"] is True
@@ -227,3 +207,59 @@ def test_hub_markdown_matches_the_asset_registry():
     assert re.search(rf"asset-link: <{re.escape(asset.url)}>", front)
     assert re.search(rf"asset-sha256: {asset.sha256}$", front, flags=re.M)
     assert re.search(rf"accuracy: {asset.top1}$", front, flags=re.M)
+
+
+def test_mindspore_hub_client_contract(hub_folder, tmp_path):
+    # One process, as a user's. Every model-zoo network ships a package named 'src': one is imported before
+    # this network (loaded in the client's positional and keyword forms), one after it, and then this
+    # network comes again from a second published folder.
+    folder, asset = hub_folder
+    name = hub_markdown_header()["model-name"]
+    second = publish_model_folder(tmp_path / "second_hub")
+    for other in ("before", "after"):
+        (tmp_path / other / "src").mkdir(parents=True)
+        (tmp_path / other / "src" / "__init__.py").write_text(f"WHO = {other!r}\n")
+        (tmp_path / other / "src" / "resnet.py").write_text("DEPTH = 50\n")
+    small = ", ".join(f"{k}={v!r}" for k, v in SMALL.items())
+    report = run_client(f"""
+import numpy as np
+ms.set_context(mode=ms.GRAPH_MODE)
+sys.path.insert(0, {str(tmp_path / 'before')!r})
+import src, src.resnet
+positional, report["positional_missing"] = client_load({str(folder)!r}, {name!r}, {str(asset)!r}, 7, 64, {small})
+keyword, report["keyword_missing"] = client_load({str(folder)!r}, {name!r}, {str(asset)!r}, num_classes=7,
+                                                 image_size=64, {small})
+expected = ms.load_checkpoint({str(asset)!r})
+report["equal"] = all((p.asnumpy() == expected[p.name].asnumpy()).all()
+                      for net in (positional, keyword) for p in net.get_parameters())
+report["classes"] = [positional.num_classes, keyword.num_classes]
+report["before"] = [sys.modules["src"].WHO, sys.modules["src.resnet"].DEPTH]
+sys.path.insert(0, {str(tmp_path / 'after')!r})
+for module in [m for m in sys.modules if m == "src" or m.startswith("src.")]:
+    del sys.modules[module]  # the next zoo network imports its own src, as a fresh process would find it
+import src as after, src.resnet
+report["after"] = after.WHO
+second, report["second_missing"] = client_load({str(second)!r}, {name!r}, {str(asset)!r}, num_classes=7,
+                                               image_size=64, {small})
+report["private"] = sorted({{type(net).__module__.split(".")[0] for net in (keyword, second)}} - {{"src"}})
+report["files"] = [os.path.dirname(sys.modules[type(net).__module__].__file__) for net in (keyword, second)]
+x = ms.Tensor(np.random.RandomState(0).randn(1, 3, 64, 64).astype(np.float32))
+keyword.set_train(False); second.set_train(False)
+report["same_logits"] = bool(np.array_equal(keyword(x).asnumpy(), second(x).asnumpy()))
+report["src"] = [sys.modules["src"].WHO, sys.modules["src.resnet"].DEPTH]
+print(json.dumps(report))
+""", cwd=tmp_path)
+    assert report["classes"] == [7, 7] and report["equal"] is True and report["before"] == ["before", 50]
+    assert report["positional_missing"] == report["keyword_missing"] == report["second_missing"] == [[], []]
+    assert report["after"] == "after" and report["src"] == ["after", 50]
+    assert len(report["private"]) == 2  # one private package per folder, neither named 'src'
+    assert report["files"] == [str(folder / "src"), str(second / "src")]
+    assert report["same_logits"] is True
+
+
+def test_checkout_keeps_the_r19_import_path():
+    # From a checkout 'src' is this package: the hub entry reuses it instead of loading a private copy.
+    import src.hub
+    import src.snn_mlp
+    net = load_conf("hub_conf.py").create_network("snn_mlp", 3, **SMALL)
+    assert type(net) is src.snn_mlp.SNNMLP and net.num_classes == 3
