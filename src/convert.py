@@ -75,7 +75,15 @@ def _placeholder_class(qualname):
     return type("Placeholder", (_Placeholder,), {"qualname": qualname})
 
 
-class _StorageType:
+class _Sealed:
+    """What the reader builds for torch's own records: a pickle may not set its state (BUILD), which could
+    otherwise rewrite checked sizes after the check."""
+
+    def __setstate__(self, state):
+        raise CheckpointError(f"malformed checkpoint: the pickle sets the state of a {type(self).__name__[1:]}")
+
+
+class _StorageType(_Sealed):
     """Stands in for ``torch.FloatStorage`` etc. inside the pickle; only its dtype is used."""
 
     def __init__(self, name):
@@ -84,7 +92,7 @@ class _StorageType:
         self.itemsize = np.dtype(np.uint16 if self.dtype == _BFLOAT16 else self.dtype).itemsize
 
 
-class _StorageRef:
+class _StorageRef(_Sealed):
     """A storage as the pickle declares it (type, key, element count); its bytes are read on demand."""
 
     def __init__(self, storage_type, key, numel):
@@ -92,7 +100,7 @@ class _StorageRef:
         self.nbytes = numel * storage_type.itemsize
 
 
-class _TensorRecord:
+class _TensorRecord(_Sealed):
     """A tensor as the pickle declares it: a strided view of a storage, checked, not yet read."""
 
     def __init__(self, storage, offset, size, stride):
@@ -329,6 +337,8 @@ def read_torch_checkpoint(path, max_bytes=DEFAULT_MAX_BYTES, select=None):
             source.close()
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"cannot read the PyTorch checkpoint {path}: its containers nest too deeply") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError, struct.error) as e:
         raise CheckpointError(f"cannot read the PyTorch checkpoint {path}: it is corrupt or truncated "
                               f"({type(e).__name__}: {e!s:.80})") from None

@@ -364,11 +364,12 @@ class _Storage:
 
 
 class _Tensor:
-    def __init__(self, storage, offset, size, stride):
+    def __init__(self, storage, offset, size, stride, state=None):
         self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+        self.state = state
 
-    def __reduce__(self):
-        return torch._utils._rebuild_tensor_v2, self.args
+    def __reduce__(self):  # with a state, pickle follows the rebuild with BUILD
+        return (torch._utils._rebuild_tensor_v2, self.args) + ((self.state,) if self.state else ())
 
 
 class _TorchPickler(pickle.Pickler):
@@ -403,6 +404,9 @@ FOUR = np.arange(4, dtype=np.float32).tobytes()
     (_Tensor(_Storage("0", 8), 0, (8,), (1,)), "storage archive/data/0 holds 16 bytes, 32 expected"),
     (_Evil(collections.OrderedDict, (5,)), r"the pickle is malformed or truncated \(TypeError"),
     (_Tensor(_Storage("0", 4, torch.nn.Linear), 0, (4,), (1,)), "unsupported storage record"),
+    # A checked record whose sizes the pickle rewrites afterwards (64 MiB from a 16-byte storage).
+    (_Tensor(_Storage("0", 4), 0, (4,), (1,), state={"size": (1 << 24,), "stride": (0,), "numel": 1, "nbytes": 4}),
+     "malformed checkpoint: the pickle sets the state of a TensorRecord"),
 ])
 def test_malformed_tensor_records_give_one_line(tmp_path, tensor, message, capsys):
     source = write_torch_zip(tmp_path / "bad.pt", {"head.weight": tensor}, {"0": FOUR})
@@ -411,6 +415,14 @@ def test_malformed_tensor_records_give_one_line(tmp_path, tensor, message, capsy
     assert convert("--input", source, "--output", tmp_path / "out.ckpt") == 1
     err = capsys.readouterr().err
     assert re.search(message, err) and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_deeply_nested_containers_give_one_line(tmp_path):
+    depth = 100_000  # built by the unpickler without recursion: a list in a list in a list ...
+    with zipfile.ZipFile(tmp_path / "deep.pt", "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b".")
+    with pytest.raises(CheckpointError, match="its containers nest too deeply"):
+        read_torch_checkpoint(tmp_path / "deep.pt")
 
 
 def test_plain_views_of_a_hand_made_storage_are_read(tmp_path):
