@@ -208,8 +208,10 @@ def _load(unpickler):
 class _ZipSource:
     """The zip format: storages are members ``<root>data/<key>``."""
 
-    def __init__(self, path, budget):
+    def __init__(self, path):
         self.archive = zipfile.ZipFile(path)
+
+    def parse(self, budget):
         names = self.archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
@@ -241,10 +243,11 @@ class _ZipSource:
 class _LegacySource:
     """The legacy stream: storages follow the pickles, in the order of the key list, each after its count."""
 
-    def __init__(self, path, budget):
+    def __init__(self, path):
         self.file = open(path, "rb")
+
+    def parse(self, budget):
         file_size = os.fstat(self.file.fileno()).st_size
-        budget.take(file_size, "the legacy pickle stream")  # the pickles are held in memory while read
         if _load(_Unpickler(self.file)) != _LEGACY_MAGIC:
             raise CheckpointError("not a PyTorch checkpoint (a pickle without torch's magic number)")
         _load(_Unpickler(self.file))  # protocol version
@@ -256,11 +259,12 @@ class _LegacySource:
         if not isinstance(keys, list) or set(map(str, keys)) != set(storages):
             raise CheckpointError("the storage key list does not match the storages the pickle declares")
         self.offsets, position = {}, self.file.tell()
+        budget.take(position, "the pickles of the legacy stream")  # what unpickling them held in memory
         for key in map(str, keys):
             ref = storages[key]
             self.file.seek(position)
             count = self.file.read(8)
-            if len(count) < 8 or struct.unpack("<q", count)[0] != ref.numel:
+            if len(count) < 8 or struct.unpack(">q" if self.big_endian else "<q", count)[0] != ref.numel:
                 raise CheckpointError(f"storage {key} is truncated or its size differs from the declared "
                                       f"{ref.numel} elements")
             self.offsets[key] = position + 8
@@ -277,15 +281,23 @@ class _LegacySource:
 
 
 def _open_source(path, budget):
+    """The parsed zip or legacy source of ``path`` (closed again when parsing fails)."""
     if zipfile.is_zipfile(path):
-        return _ZipSource(path, budget)
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic.startswith(b"PK"):
-        raise CheckpointError("the zip is truncated or corrupt")
-    if magic[:1] == b"\x80":
-        return _LegacySource(path, budget)
-    raise CheckpointError("this is not a PyTorch checkpoint (neither a torch.save zip nor a legacy pickle)")
+        source = _ZipSource(path)
+    else:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic.startswith(b"PK"):
+            raise CheckpointError("the zip is truncated or corrupt")
+        if magic[:1] != b"\x80":
+            raise CheckpointError("this is not a PyTorch checkpoint (neither a torch.save zip nor a legacy pickle)")
+        source = _LegacySource(path)
+    try:
+        source.parse(budget)
+    except BaseException:
+        source.close()
+        raise
+    return source
 
 
 def _materialize(obj, source, budget, storages):

@@ -245,7 +245,7 @@ def test_original_save_checkpoint_converts_and_reproduces_the_reference_logits(t
     assert relative < 1e-4
 
 
-def test_optimizer_state_and_config_are_never_read(tmp_path, monkeypatch):
+def test_optimizer_state_and_config_are_never_read(tmp_path):
     reference = TorchSNNMLP(lif=4, **SMALL)
     source = save(original_training_checkpoint(reference, amp_opt_level="O0"), tmp_path / "o0.pth")
     weights = sum(v.numel() * 4 for v in reference.state_dict().values())
