@@ -50,6 +50,8 @@ def _network_kwargs(args, kwargs):
         raise TypeError(f"SNN-MLP takes at most {len(names)} positional arguments ({', '.join(names)}), "
                         f"got {len(args)}")
     positional = dict(zip(names, args))
+    if isinstance(positional.get("num_classes"), bool):  # load(name, True) meant pretrained=True
+        raise TypeError("the first positional argument is num_classes; give pretrained=True as a keyword")
     both = sorted(set(positional) & set(kwargs))
     if both:
         raise TypeError(f"SNN-MLP got {both[0]!r} both positionally and as a keyword")

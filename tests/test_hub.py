@@ -122,6 +122,8 @@ def test_positional_arguments_follow_the_snnmlp_signature():
         conf.create_network("snn_mlp", 10, num_classes=10)
     with pytest.raises(TypeError, match="at most 16 positional arguments"):
         conf.create_network("snn_mlp", *range(17))
+    with pytest.raises(TypeError, match="the first positional argument is num_classes; give pretrained=True"):
+        conf.create_network("snn_mlp", True)
 
 
 def test_keyword_arguments_reach_the_network():
