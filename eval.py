@@ -6,7 +6,8 @@
 The network is rebuilt from --config_path when given, else from the config.yaml that train.py saved
 beside the checkpoint, else from the default config; command-line keys override the file. The checkpoint is verified before it
 is loaded: against --ckpt_sha256, else its .sha256 sidecar, else the hash of a known official release.
-Images the pipeline cannot read are skipped and counted. The last stdout line is one JSON object:
+Model-zoo and mindcv spellings work too: --checkpoint_path for --ckpt_path, --platform for --device_target,
+-c for --config_path. Images the pipeline cannot read are skipped and counted. The last stdout line is one JSON object:
 top1, top5, loss, num_images, skipped, ckpt, ckpt_sha256, model, image_size, num_classes, dataset_path.
 """
 import json
@@ -77,7 +78,8 @@ def main(argv=None):
     try:
         cfg = load_config(argv, description=__doc__, defaults_from=_beside_config(argv))
         if not cfg.ckpt_path:
-            raise ConfigError("--ckpt_path is required (the checkpoint to evaluate)")
+            raise ConfigError("--ckpt_path is required (the checkpoint to evaluate; the model zoo's "
+                              "--checkpoint_path works too)")
     except ConfigError as e:
         print(f"eval.py: error: {e}", file=sys.stderr)
         return 2

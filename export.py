@@ -34,8 +34,9 @@ class ExportError(Exception):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt_path", required=True,
-                        help="MindSpore checkpoint to export; verified against CKPT.sha256 when present")
+    parser.add_argument("--ckpt_path", "--ckpt_file", required=True, dest="ckpt_path",
+                        help="MindSpore checkpoint to export; verified against CKPT.sha256 when present "
+                             "(--ckpt_file: the model zoo's spelling)")
     parser.add_argument("--model", choices=MODEL_CHOICES, default=None,
                         help="variant (default: 'model' of config.yaml beside the checkpoint, else snnmlp_t; "
                              "'snnmlp' takes the architecture from config.yaml)")

@@ -131,7 +131,7 @@ snn_split_args() {
 }
 
 # Flags whose value the launcher sets itself; a second value would silently split logs from checkpoints.
-SNN_OWNED_FLAGS=(--output_dir --ckpt_save_dir --dataset_path --data_dir --config_path --device_target)
+SNN_OWNED_FLAGS=(--output_dir --ckpt_save_dir --dataset_path --data_dir --config_path -c --device_target --platform)
 
 # snn_set_extra_args ARG...: checks the flags forwarded to the Python script into SNN_EXTRA. The ranks
 # run in another working directory, so a relative path that exists here is made absolute.
@@ -140,7 +140,8 @@ snn_set_extra_args() {
     local arg flag value
     for arg in "$@"; do
         for flag in "${SNN_OWNED_FLAGS[@]}"; do
-            if [[ "$arg" == "$flag" || "$arg" == "$flag="* ]]; then
+            # A short flag also takes its value attached (-cFILE).
+            if [[ "$arg" == "$flag" || "$arg" == "$flag="* || ("$flag" != --* && "$arg" == "$flag"?*) ]]; then
                 snn_usage_error "'$flag' is set by this launcher; use its argument or environment variable instead"
             fi
         done
@@ -553,7 +554,7 @@ snn_eval_main() {
     local target="$1" script_name
     shift
     script_name="run_eval_${target,,}.sh"
-    SNN_OWNED_FLAGS+=(--ckpt_path)
+    SNN_OWNED_FLAGS+=(--ckpt_path --checkpoint_path)
     usage() {
         cat << EOF
 Usage: bash scripts/$script_name DATASET_PATH CKPT_PATH [CONFIG_PATH] [DEVICE_ID] [-- EVAL_ARGS...]

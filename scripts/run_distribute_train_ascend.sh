@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 usage() {
     cat << EOF
 Usage: bash scripts/run_distribute_train_ascend.sh DATASET_PATH [CONFIG_PATH] [DEVICE_NUM] [RANK_TABLE_FILE] [-- TRAIN_ARGS...]
+       bash scripts/run_distribute_train_ascend.sh RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH] [-- TRAIN_ARGS...]
 
 Data-parallel training of SNN-MLP on the Ascend NPUs of this node (gradients averaged over all ranks,
 dataset sharded by rank, rank 0 alone writes checkpoints).
@@ -18,6 +19,8 @@ Arguments (an empty string "" takes the default):
                    started with RANK_TABLE_FILE, RANK_SIZE, RANK_ID and DEVICE_ID set, each in its own
                    working folder OUTPUT_DIR/rank_<id> and its log OUTPUT_DIR/logs/<date>_<time>/rank_<id>.log.
                    Without it, msrun starts the workers (logs OUTPUT_DIR/logs/<date>_<time>/worker_<id>.log).
+                   The model zoo's order, rank table first, is accepted too: a first argument that is an
+                   existing .json file is taken as RANK_TABLE_FILE (DEVICE_NUM then comes from the table).
   TRAIN_ARGS       extra train.py flags after '--' (existing relative paths are made absolute), e.g. -- --epochs 300 --batch_size 128
 
 Multi-node: msrun: run the same command on every node with NNODES, NODE_RANK and MASTER_ADDR set;
@@ -29,6 +32,11 @@ EOF
 
 snn_split_args "$@"
 set -- "${SNN_POSITIONAL[@]}"
+if (($# >= 1)) && [[ "$1" == *.json && -f "$1" ]]; then  # the model zoo's RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]
+    (($# >= 2)) || snn_usage_error "DATASET_PATH is required after RANK_TABLE_FILE"
+    (($# <= 3)) || snn_usage_error "too many arguments for RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]: $*"
+    set -- "$2" "${3:-}" "" "$1"
+fi
 (($# >= 1)) || snn_usage_error "DATASET_PATH is required"
 (($# <= 4)) || snn_usage_error "too many arguments: $*"
 

@@ -39,7 +39,7 @@ snn_check_int WORKERS "$WORKERS" 1 64
 [[ "${1:-}" == "--" ]] && shift
 
 # Here the caller names the data and the config; only the result folder and device are the launcher's.
-SNN_OWNED_FLAGS=(--output_dir --ckpt_save_dir --device_target)
+SNN_OWNED_FLAGS=(--output_dir --ckpt_save_dir --device_target --platform)
 snn_set_extra_args "$@"
 config_stem=snnmlp_digits # train.py's default config
 for ((i = 0; i < ${#SNN_EXTRA[@]}; i++)); do

@@ -130,7 +130,7 @@ _KEYS = [
     Key("mode", "str", "GRAPH", "GRAPH (compiled, fast) or PYNATIVE (eager, for debugging)", "run",
         choices=("GRAPH", "PYNATIVE")),
     Key("device_target", "str", "auto", "auto (what MindSpore finds), CPU, GPU or Ascend", "run",
-        choices=("auto", "CPU", "GPU", "Ascend")),
+        choices=("auto", "CPU", "GPU", "Ascend"), aliases=("platform",)),
     Key("seed", "int", 42, "random seed (weights, data order, augmentation)", "run"),
     Key("log_interval", "int", 20, "steps between training log lines", "run"),
     Key("output_dir", "str", "output/snnmlp", "where checkpoints, config.yaml, train.log and metrics.jsonl go",
@@ -140,7 +140,7 @@ _KEYS = [
         nullable=True),
     Key("auto_resume", "bool", True, "train: continue from the newest complete checkpoint in output_dir", "run"),
     Key("ckpt_path", "str", None, "eval: the checkpoint to evaluate; train: weights to start from", "run",
-        nullable=True),
+        nullable=True, aliases=("checkpoint_path",)),
     Key("ckpt_sha256", "str", None, "expected SHA-256 of ckpt_path (else its .sha256 sidecar when present)", "run",
         nullable=True),
 ]
@@ -264,9 +264,9 @@ def _build_parser(description, defaults, source):
                                      allow_abbrev=False, usage="%(prog)s [--config_path FILE] [--KEY VALUE ...]",
                                      epilog="Every key can also be set in the YAML file; the command line wins. "
                                             "Lists: 1,2,3 or [1,2,3]. Booleans: true/false. null: unset.")
-    parser.add_argument("--config_path", metavar="FILE", default=DEFAULT_CONFIG,
+    parser.add_argument("-c", "--config_path", metavar="FILE", default=DEFAULT_CONFIG,
                         help=f"YAML config, relative to the working directory or the repository "
-                             f"(default: {DEFAULT_CONFIG}; defaults below are from {source})")
+                             f"(default: {DEFAULT_CONFIG}; defaults below are from {source}); -c as in mindcv")
     groups = {name: parser.add_argument_group(title) for name, title in SECTIONS.items()}
     for key in _KEYS:
         flags = [f"--{key.name}"] + [f"--{alias}" for alias in key.aliases]
@@ -278,14 +278,18 @@ def _build_parser(description, defaults, source):
 
 
 def peek_option(argv, name):
-    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv`` (the last one), or None; for the few
-    options that decide which config file to read before the full parse."""
+    """The value of ``--name VALUE`` or ``--name=VALUE`` (or an alias of ``name``; ``-c FILE``/``-cFILE`` for
+    config_path) in ``argv`` (the last one), or None; for the few options that decide which config file to
+    read before the full parse."""
+    flags = [f"--{name}"] + [f"--{alias}" for alias in (KEYS[name].aliases if name in KEYS else ())]
     value = None
     for i, arg in enumerate(argv):
-        if arg == f"--{name}" and i + 1 < len(argv):
+        if arg in flags and i + 1 < len(argv):
             value = argv[i + 1]
-        elif arg.startswith(f"--{name}="):
+        elif arg.startswith(tuple(f"{flag}=" for flag in flags)):
             value = arg.split("=", 1)[1]
+        elif name == "config_path" and arg.startswith("-c") and not arg.startswith("--"):
+            value = argv[i + 1] if arg == "-c" and i + 1 < len(argv) else arg[2:].lstrip("=") or value
     return value
 
 

@@ -1,9 +1,10 @@
 """Build an SNN-MLP by name, optionally with verified pretrained weights (the body of hub_conf.py)."""
+import inspect
 import logging
 import os
 
-from src.checkpoint import CheckpointError, fetch_asset, get_asset, load_checkpoint_strict, verify_file
-from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, create_model
+from .checkpoint import CheckpointError, fetch_asset, get_asset, load_checkpoint_strict, verify_file
+from .snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
 
 __all__ = ["HUB_MODELS", "load", "pretrained_checkpoint"]
 
@@ -36,14 +37,31 @@ def pretrained_checkpoint(name, offline=None):
             return converted
         except CheckpointError as e:
             logger.warning("%s; converting %s again", e, path)
-    from src.convert import convert_torch_checkpoint
+    from .convert import convert_torch_checkpoint
     convert_torch_checkpoint(path, converted, log=logger.info)  # the strict load below checks the fit
     return converted
 
 
-def load(name, pretrained=False, ckpt_path=None, offline=None, **kwargs):
-    """SNN-MLP ``name`` (``snn_mlp`` = ``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``) built with ``kwargs``
-    (``num_classes``, ``image_size``, ``drop_path_rate``, ``lif_backend``, …).
+def _network_kwargs(args, kwargs):
+    """Positional arguments as MindSpore Hub passes them (``mindspore_hub.load(uid, 1000)``): SNNMLP's
+    parameters in its signature order, ``num_classes`` first; merged with the keywords."""
+    names = [n for n in inspect.signature(SNNMLP.__init__).parameters if n != "self"]
+    if len(args) > len(names):
+        raise TypeError(f"SNN-MLP takes at most {len(names)} positional arguments ({', '.join(names)}), "
+                        f"got {len(args)}")
+    positional = dict(zip(names, args))
+    if isinstance(positional.get("num_classes"), bool):  # load(name, True) meant pretrained=True
+        raise TypeError("the first positional argument is num_classes; give pretrained=True as a keyword")
+    both = sorted(set(positional) & set(kwargs))
+    if both:
+        raise TypeError(f"SNN-MLP got {both[0]!r} both positionally and as a keyword")
+    return {**positional, **kwargs}
+
+
+def load(name, *args, pretrained=False, ckpt_path=None, offline=None, **kwargs):
+    """SNN-MLP ``name`` (``snn_mlp`` = ``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``) built with ``args`` and
+    ``kwargs``: SNNMLP's parameters, positionally in its order (``num_classes``, ``image_size``, …) or by
+    keyword (``num_classes``, ``image_size``, ``drop_path_rate``, ``lif_backend``, …).
 
     ``ckpt_path``: strictly load that checkpoint (verified against its sidecar when it has one).
     ``pretrained=True`` (without ``ckpt_path``): download, verify and strictly load the released ImageNet
@@ -51,7 +69,7 @@ def load(name, pretrained=False, ckpt_path=None, offline=None, **kwargs):
     ``offline``: never download (default: ``$SNNMLP_OFFLINE``). Errors are CheckpointError/ValueError.
     """
     variant = _variant(name)
-    net = create_model(variant, **kwargs)
+    net = create_model(variant, **_network_kwargs(args, kwargs))
     if ckpt_path is not None:
         load_checkpoint_strict(net, ckpt_path)
     elif pretrained:

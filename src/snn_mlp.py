@@ -9,9 +9,9 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Constant, TruncatedNormal
 
-from src.checkpoint import to_official_name
-from src import fast_ops
-from src.lif import LIFScan
+from .checkpoint import to_official_name
+from . import fast_ops
+from .lif import LIFScan
 
 __all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "MODEL_ARCHS",
            "count_params"]

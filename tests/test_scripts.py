@@ -214,6 +214,17 @@ def bad_cases():
         ("run_distribute_train_cpu.sh", lambda w: [0], {}, "WORKERS must be an integer in 1..64"),
         ("run_distribute_train_cpu.sh", lambda w: [2, "--dataset_path", w.root / "nope"], {}, "is not a directory"),
         ("run_distribute_train_cpu.sh", lambda w: [2, "--device_target", "GPU"], {}, "'--device_target' is set"),
+        # The model-zoo and mindcv spellings of owned flags are owned too.
+        ("run_distribute_train_cpu.sh", lambda w: [2, "--platform", "GPU"], {}, "'--platform' is set"),
+        ("run_distribute_train_ascend.sh", lambda w: [w.data, w.config, "--", "-c", w.config], {}, "'-c' is set"),
+        ("run_distribute_train_ascend.sh", lambda w: [w.data, w.config, "--", f"-c{w.config}"], {}, "'-c' is set"),
+        ("run_eval_gpu.sh", lambda w: [w.data, w.ckpt, "--", "--checkpoint_path", w.ckpt], {},
+         "'--checkpoint_path' is set"),
+        # The model zoo's order: RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH].
+        ("run_distribute_train_ascend.sh", lambda w: [w.table8], {}, "DATASET_PATH is required after RANK_TABLE_FILE"),
+        ("run_distribute_train_ascend.sh", lambda w: [w.table8, w.data, w.config, 8], {},
+         "too many arguments for RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]"),
+        ("run_distribute_train_ascend.sh", lambda w: [w.table8, w.root / "nope"], {}, "is not a directory"),
     ]
 
 
@@ -291,6 +302,24 @@ def test_ascend_rank_table_plan_for_8_devices(work):
     assert set().union(*shares) == set(range(192))  # disjoint: 8 x 24 distinct cores cover all 192
     for rank in ranks:
         check_train_argv(rank.argv[3:], work, "Ascend")
+
+
+@pytest.mark.parametrize("zoo_args", [lambda w: [w.table8, w.data, w.config], lambda w: [w.table8, w.data]],
+                         ids=["with_config", "default_config"])
+def test_model_zoo_order_rank_table_first(work, zoo_args):
+    # The same launch as DATASET_PATH CONFIG_PATH "" RANK_TABLE_FILE (the default config when none is given).
+    env = {"DRY_RUN": "1", "OUTPUT_DIR": work.out, "CPU_CORES": "192"}
+    args = zoo_args(work)
+    ours = run("run_distribute_train_ascend.sh", work.data, args[2] if len(args) > 2 else "", "", work.table8, env=env)
+    zoo = run("run_distribute_train_ascend.sh", *args, env=env)
+    assert zoo.returncode == 0 and ours.returncode == 0, zoo.stderr + ours.stderr
+    plan = lambda out: [(r.env, r.argv, r.cwd) for r in parse_plan(out)[1]]  # noqa: E731
+    assert plan(zoo.stdout) == plan(ours.stdout) and len(plan(zoo.stdout)) == 8
+    assert {r.env["RANK_TABLE_FILE"] for r in parse_plan(zoo.stdout)[1]} == {str(work.table8)}
+    if len(args) > 2:
+        check_train_argv(parse_plan(zoo.stdout)[1][0].argv[3:], work, "Ascend")
+    help_text = run("run_distribute_train_ascend.sh", "--help").stdout
+    assert "RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]" in help_text and "existing .json file" in help_text
 
 
 def test_rank_table_without_device_num_uses_table(work):

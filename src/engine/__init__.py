@@ -1,11 +1,11 @@
 """Training and evaluation machinery: schedule, parameter groups and AdamW, the train step, evaluation,
 checkpoints and the training loop. See each module's docstring."""
-from src.engine.checkpoints import BEST_NAME, CheckpointManager, load_train_state
-from src.engine.evaluate import EvalResult, batch_metrics, evaluate
-from src.engine.optim import EMA, LR_LIF, LR_MAIN, AdamW, ParamGroup, build_param_groups, is_lif_param
-from src.engine.schedule import CosineWarmupSchedule, scale_lr
-from src.engine.step import NetWithLoss, TrainStep, soft_target_cross_entropy
-from src.engine.trainer import TrainingError, train
+from .checkpoints import BEST_NAME, CheckpointManager, load_train_state
+from .evaluate import EvalResult, batch_metrics, evaluate
+from .optim import EMA, LR_LIF, LR_MAIN, AdamW, ParamGroup, build_param_groups, is_lif_param
+from .schedule import CosineWarmupSchedule, scale_lr
+from .step import NetWithLoss, TrainStep, soft_target_cross_entropy
+from .trainer import TrainingError, train
 
 __all__ = ["BEST_NAME", "CheckpointManager", "load_train_state", "EvalResult", "batch_metrics", "evaluate", "EMA",
            "LR_LIF", "LR_MAIN", "AdamW", "ParamGroup", "build_param_groups", "is_lif_param",

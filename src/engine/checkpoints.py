@@ -12,7 +12,7 @@ import logging
 import os
 import re
 
-from src.checkpoint import CheckpointError, read_checkpoint, read_sidecar, save_checkpoint_atomic, verify_file
+from ..checkpoint import CheckpointError, read_checkpoint, read_sidecar, save_checkpoint_atomic, verify_file
 
 __all__ = ["CheckpointManager", "BEST_NAME", "STATE_COUNTERS", "load_train_state"]
 

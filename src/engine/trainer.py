@@ -18,13 +18,13 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.checkpoint import load_checkpoint_strict, read_checkpoint
-from src.config import ConfigError, aug_settings, model_kwargs, save_config
-from src.engine.checkpoints import CheckpointManager, load_train_state
-from src.engine.evaluate import evaluate
-from src.engine.optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups
-from src.engine.schedule import CosineWarmupSchedule, scale_lr
-from src.engine.step import TrainStep
+from ..checkpoint import load_checkpoint_strict, read_checkpoint
+from ..config import ConfigError, aug_settings, model_kwargs, save_config
+from .checkpoints import CheckpointManager, load_train_state
+from .evaluate import evaluate
+from .optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups
+from .schedule import CosineWarmupSchedule, scale_lr
+from .step import TrainStep
 
 __all__ = ["train", "setup_context", "distributed_env", "init_distributed", "setup_logging", "resolve_dataset",
            "build_dataset", "build_network", "load_initial_weights", "make_all_reduce", "TrainingError"]
@@ -122,7 +122,7 @@ def setup_logging(output_dir=None, rank=0, stream=None):
 def resolve_dataset(cfg):
     """The ImageFolder root to read: ``dataset_path``, or the embedded digits exported on first use."""
     if cfg.dataset_path is None:
-        from src.default_data import DIGITS_NUM_CLASSES, prepare_default_data
+        from ..default_data import DIGITS_NUM_CLASSES, prepare_default_data
 
         if cfg.num_classes != DIGITS_NUM_CLASSES:
             raise ConfigError(f"dataset_path is not set: pass --dataset_path (the ImageFolder root of the "
@@ -143,7 +143,7 @@ def build_network(cfg, device_target, workdir=None):
     Both share the Parameters, whose names stay the official ones. O1 is MindSpore's source rewrite of the
     network: it writes a ``rewritten_network/`` folder into the working directory, hence ``workdir``.
     """
-    from src.snn_mlp import SNNMLP, create_model
+    from ..snn_mlp import SNNMLP, create_model
 
     model = create_model(cfg.model, **model_kwargs(cfg))
     if cfg.amp_level == "O0":
@@ -188,7 +188,7 @@ def load_initial_weights(net, path, expected_sha256=None):
 
 
 def build_dataset(cfg, root, train, rank, size, seed):
-    from src.dataset import create_dataset
+    from ..dataset import create_dataset
 
     try:
         return create_dataset(root, train, cfg.batch_size, image_size=cfg.image_size, num_classes=cfg.num_classes,
@@ -343,7 +343,7 @@ class _Run:
             self.net.set_train(True)
 
     def _log_header(self):
-        from src.snn_mlp import count_params
+        from ..snn_mlp import count_params
 
         cfg = self.cfg
         logger.info("SNN-MLP training: model %s, %.2f M parameters, %.1f M multiply-adds at %d px; device %s, mode "
@@ -397,7 +397,7 @@ class _Run:
                                     f"up to global step {self.global_step} (lr {lrs[LR_MAIN]:.3g}): lower --lr, or "
                                     f"check the data")
             window = _StepMeter()
-        from src.dataset import unreadable_report
+        from ..dataset import unreadable_report
 
         unreadable_report("train")
         mean_loss = epoch_loss / epoch_applied if epoch_applied else float("nan")

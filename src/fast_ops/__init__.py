@@ -24,8 +24,8 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
-from src.fast_ops.custom import make_cpu_kernels
-from src.lif.custom import KernelBuildError
+from .custom import make_cpu_kernels
+from ..lif.custom import KernelBuildError
 
 __all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "SquaredSum", "fast_ops_status",
            "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3"]

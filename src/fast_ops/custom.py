@@ -12,7 +12,7 @@ from pathlib import Path
 from mindspore import ops
 from mindspore.ops import CustomRegOp, DataType
 
-from src.lif.custom import CPU_RECIPE, KernelRecipe, build_library
+from ..lif.custom import CPU_RECIPE, KernelRecipe, build_library
 
 __all__ = ["FAST_OPS_RECIPE", "CpuKernels", "make_cpu_kernels"]
 

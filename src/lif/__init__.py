@@ -19,8 +19,8 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore import dtype as mstype
 
-from src.lif.custom import KERNEL_DTYPES, KernelBuildError, ascend_op_missing_message, find_ascend_op, make_custom_ops
-from src.lif.primitive import lif_scan_primitive
+from .custom import KERNEL_DTYPES, KernelBuildError, ascend_op_missing_message, find_ascend_op, make_custom_ops
+from .primitive import lif_scan_primitive
 
 __all__ = ["LIFScan", "BACKENDS", "KernelBuildError"]
 

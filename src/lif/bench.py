@@ -81,8 +81,8 @@ def main(argv=None):
     import mindspore as ms
     from mindspore import Tensor, nn, ops
 
-    from src.lif import LIFScan
-    from src.lif.custom import CPU_RECIPE, StandaloneKernel, build_library, make_custom_ops
+    from . import LIFScan
+    from .custom import CPU_RECIPE, StandaloneKernel, build_library, make_custom_ops
 
     class Timed(nn.Cell):
         """One op as a Cell, so that GRAPH mode compiles it once."""

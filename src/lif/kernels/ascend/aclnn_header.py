@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.lif.custom import aclnn_header_name
+from ...custom import aclnn_header_name
 
 __all__ = ["OpDef", "parse_op_defs", "aclnn_header", "write_headers", "OP_HOST_SOURCE"]
 
