@@ -36,6 +36,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+_CRC_TRAILER = 17  # b"crc_num" + 10 bytes of CRC32, at the end of a checkpoint saved with crc_check=True
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -169,8 +170,8 @@ def _current_sha(path):
 
 
 def _finish_interrupted_save(path, actual):
-    """A save killed between its two renames leaves the new checkpoint beside the old sidecar and the new
-    sidecar still pending; when the pending hash matches the file, complete that save instead of refusing."""
+    """A save killed between its two renames leaves the new checkpoint beside the old sidecar (or none) and
+    the new sidecar still pending; when the pending hash matches the file, complete that save."""
     pending = _pending_sidecar_path(path)
     if not os.path.exists(pending):
         return False
@@ -198,7 +199,9 @@ def verify_file(path, expected_sha256=None):
     else:
         expected, source = read_sidecar(path), f"its sidecar {sidecar_path(path)}"
     actual = _current_sha(path)
-    if expected is not None and actual != expected:
+    if expected is None:
+        _finish_interrupted_save(path, actual)  # the first save of this name, killed between its renames
+    elif actual != expected:
         if expected_sha256 is None and _finish_interrupted_save(path, actual):
             return actual
         raise CheckpointError(f"SHA-256 mismatch for {path}: expected {expected} ({source}), got {actual}; "
@@ -281,7 +284,7 @@ def save_checkpoint_atomic(net_or_params, path, append_dict=None):
         _finish_interrupted_save(path, sha256_file(path))
     renamed = False
     try:
-        ms.save_checkpoint(_as_save_obj(net_or_params), tmp, append_dict=append_dict)
+        ms.save_checkpoint(_as_save_obj(net_or_params), tmp, append_dict=append_dict, crc_check=True)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         sha = sha256_file(tmp)
@@ -357,11 +360,26 @@ def _first(names, limit=5):
     return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def read_checkpoint(path, expected_sha256=None):
-    """Verify ``path`` and read it into ``{name: Parameter | str}``; corrupt files become CheckpointError."""
+def _has_crc(path):
+    """Whether ``path`` ends in the CRC32 trailer ``ms.save_checkpoint(crc_check=True)`` writes."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < _CRC_TRAILER:
+                return False
+            f.seek(-_CRC_TRAILER, os.SEEK_END)
+            return f.read(_CRC_TRAILER).startswith(b"crc_num")
+    except OSError:
+        return False
+
+
+def read_checkpoint(path, expected_sha256=None, choice_func=None):
+    """Verify ``path`` and read it into ``{name: Parameter | str}`` (only the names ``choice_func`` accepts,
+    when given); a file with a CRC32 trailer (ours) is also checked against it, so corruption is caught even
+    without a sidecar. Corrupt files become CheckpointError."""
     verify_file(path, expected_sha256)
     try:
-        entries = ms.load_checkpoint(os.fspath(path))
+        entries = ms.load_checkpoint(os.fspath(path), choice_func=choice_func, crc_check=_has_crc(path))
     except Exception as e:  # MindSpore raises ValueError/RuntimeError/TypeError for unreadable files
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot read the checkpoint {path}: the file is corrupt, truncated or not a "
