@@ -2,7 +2,8 @@
 import logging
 import os
 
-from src.checkpoint import CheckpointError, fetch_asset, get_asset, load_checkpoint_strict, verify_file
+from src.checkpoint import (DOWNLOAD_DEADLINE, DOWNLOAD_TIMEOUT, CheckpointError, bad_cache_hint, fetch_asset,
+                            get_asset, load_checkpoint_strict, remember_asset, verify_file)
 from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, create_model
 
 __all__ = ["HUB_MODELS", "load", "pretrained_checkpoint"]
@@ -19,14 +20,14 @@ def _variant(name):
     return MODEL_ALIASES.get(name, name)
 
 
-def pretrained_checkpoint(name, offline=None):
+def pretrained_checkpoint(name, offline=None, timeout=DOWNLOAD_TIMEOUT, deadline=DOWNLOAD_DEADLINE):
     """Path of a verified MindSpore checkpoint of the default released weights of ``name``.
 
     MindSpore assets come from the cache (downloaded and verified when needed); PyTorch releases are
     downloaded, then converted once into ``<cache>/<release>.ckpt`` with a sidecar.
     """
     asset = get_asset(_variant(name))
-    path = fetch_asset(asset, offline=offline)
+    path = fetch_asset(asset, offline=offline, timeout=timeout, deadline=deadline)
     if asset.framework == "mindspore":
         return path
     converted = os.path.splitext(path)[0] + ".ckpt"
@@ -41,14 +42,17 @@ def pretrained_checkpoint(name, offline=None):
     return converted
 
 
-def load(name, pretrained=False, ckpt_path=None, offline=None, **kwargs):
+def load(name, pretrained=False, ckpt_path=None, offline=None, timeout=DOWNLOAD_TIMEOUT, deadline=DOWNLOAD_DEADLINE,
+         **kwargs):
     """SNN-MLP ``name`` (``snn_mlp`` = ``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``) built with ``kwargs``
     (``num_classes``, ``image_size``, ``drop_path_rate``, ``lif_backend``, …).
 
     ``ckpt_path``: strictly load that checkpoint (verified against its sidecar when it has one).
     ``pretrained=True`` (without ``ckpt_path``): download, verify and strictly load the released ImageNet
     weights; with another ``num_classes`` every weight but the classifier head is loaded (fine-tuning).
-    ``offline``: never download (default: ``$SNNMLP_OFFLINE``). Errors are CheckpointError/ValueError.
+    ``offline``: never download (default: ``$SNNMLP_OFFLINE``). ``timeout``: seconds to connect and per read
+    (and before the minimum rate applies); ``deadline``: seconds for the whole download (None: no limit).
+    Errors are CheckpointError/ValueError.
     """
     variant = _variant(name)
     net = create_model(variant, **kwargs)
@@ -61,7 +65,13 @@ def load(name, pretrained=False, ckpt_path=None, offline=None, **kwargs):
             exclude = ("head.",)
             logger.info("num_classes=%d differs from the release's %d: the head keeps its initialisation",
                         net.num_classes, asset.num_classes)
-        path = pretrained_checkpoint(variant, offline=offline)
-        load_checkpoint_strict(net, path, expected_sha256=asset.sha256 if asset.framework == "mindspore"
-                               else None, exclude=exclude)
+        try:
+            path = pretrained_checkpoint(variant, offline=offline, timeout=timeout, deadline=deadline)
+            load_checkpoint_strict(net, path, expected_sha256=asset.sha256 if asset.framework == "mindspore"
+                                   else None, exclude=exclude)
+        except CheckpointError as e:
+            if asset.sha256 is None:
+                raise CheckpointError(f"{e}; {bad_cache_hint(asset)}") from e
+            raise
+        remember_asset(asset)  # an unpublished hash is trusted only now that the file loaded as its variant
     return net

@@ -3,12 +3,14 @@ filesystem), an earlier run in the output folder, tampered and hostile files, an
 one line instead of a traceback."""
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -242,3 +244,252 @@ def test_a_fresh_start_moves_an_earlier_run_aside_and_keeps_its_own(image_folder
     assert {"snnmlp-10_2.ckpt", "snnmlp-11_2.ckpt", "snnmlp-12_2.ckpt", "best.ckpt", "metrics.jsonl"} <= \
         set(os.listdir(aside))
     assert "nothing deleted" in (out / "train.log").read_text()
+
+
+# --- trust: hashed on every load, remembered only after a strict load, sidecars of symlink targets, CRC --
+
+@pytest.fixture
+def loopback(monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv("SNNMLP_OFFLINE", raising=False)
+    from tests.test_checkpoint import LoopbackServer
+    return LoopbackServer
+
+
+def tamper_keeping_size_and_mtime(path):
+    st = os.stat(path)
+    os.chmod(path, 0o600)
+    data = bytearray(Path(path).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_a_file_changed_in_place_with_size_and_mtime_kept_is_caught(tmp_path, loopback):
+    from src.checkpoint import Asset, fetch_asset, verify_file
+
+    payload = os.urandom(300_000)
+    sha = hashlib.sha256(payload).hexdigest()
+    with loopback({"w.ckpt": payload}) as server:
+        asset = Asset("w.ckpt", server.url("w.ckpt"), sha, "snnmlp_t", 0.0, "mindspore")
+        path = fetch_asset(asset, root=tmp_path, progress=False)
+        fetch_asset(asset, root=tmp_path, progress=False)
+        tamper_keeping_size_and_mtime(path)
+        with pytest.raises(CheckpointError, match=f"expected {sha}"):
+            verify_file(path, sha)
+        assert fetch_asset(asset, root=tmp_path, progress=False) == path  # downloaded again
+        assert server.requests == ["w.ckpt", "w.ckpt"]
+    assert Path(path).read_bytes() == payload
+
+
+SMALL = dict(embed_dim=8, depths=(1, 1, 1, 1), lif_backend="primitive")
+
+
+def test_an_unpublished_asset_is_remembered_only_once_it_loads(tmp_path, loopback, monkeypatch):
+    import src.checkpoint as ckpt
+    from src.hub import load
+    from src.snn_mlp import create_model
+
+    monkeypatch.setenv("SNNMLP_HOME", str(tmp_path / "cache"))
+    save_checkpoint_atomic(create_model("snnmlp_t", num_classes=7, **SMALL), tmp_path / "good.ckpt")
+    good = (tmp_path / "good.ckpt").read_bytes()
+    html = b"<html><body>Rate limit exceeded, try again later.</body></html>"
+
+    def cut_off_without_length(handler):  # a body that ends early, with no Content-Length to notice it by
+        handler.send_response(200)
+        handler.end_headers()
+        handler.wfile.write(good[:len(good) // 2])
+        handler.close_connection = True
+
+    with loopback({"r.ckpt": html}) as server:
+        asset = ckpt.Asset("r.ckpt", server.url("r.ckpt"), None, "snnmlp_t", 0.0, "mindspore", num_classes=7)
+        monkeypatch.setitem(ckpt.ASSETS, asset.name, asset)
+        monkeypatch.setitem(ckpt.DEFAULT_ASSETS, "snnmlp_t", asset.name)
+        cached = tmp_path / "cache" / "r.ckpt"
+        for body in (html, cut_off_without_length):
+            server.files["r.ckpt"] = body
+            if cached.exists():
+                cached.unlink()
+            for _ in range(2):  # the bad file is not remembered: the same advice every time
+                with pytest.raises(CheckpointError, match=rf"delete it \(rm {cached}\) and it is downloaded again"):
+                    load("snnmlp_t", pretrained=True, num_classes=7, **SMALL)
+                assert not (tmp_path / "cache" / "r.ckpt.verified.json").exists()
+        server.files["r.ckpt"] = good
+        cached.unlink()
+        load("snnmlp_t", pretrained=True, num_classes=7, **SMALL)
+        record = json.loads((tmp_path / "cache" / "r.ckpt.verified.json").read_text())
+        assert record == {"sha256": hashlib.sha256(good).hexdigest(), "loaded_as": "snnmlp_t"}
+        tamper_keeping_size_and_mtime(cached)
+        with pytest.raises(CheckpointError, match="does not match its hash.*offline"):
+            load("snnmlp_t", pretrained=True, num_classes=7, offline=True, **SMALL)
+
+
+def small_checkpoint(path):
+    from src.snn_mlp import create_model
+
+    net = create_model("snnmlp_t", num_classes=3, **SMALL)
+    save_checkpoint_atomic(net, path)
+    return net
+
+
+def corrupt_a_weight(path):
+    """Flip a byte inside the largest tensor's data (the file still parses)."""
+    os.chmod(path, 0o600)
+    data = bytearray(Path(path).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    Path(path).write_bytes(bytes(data))
+
+
+def test_a_symlink_is_checked_against_its_targets_sidecar(tmp_path):
+    from src.checkpoint import load_checkpoint_strict
+    from src.snn_mlp import create_model
+
+    target = tmp_path / "run" / "best.ckpt"
+    small_checkpoint(target)
+    link = tmp_path / "link.ckpt"
+    link.symlink_to(target)
+    corrupt_a_weight(target)
+    with pytest.raises(CheckpointError, match=r"SHA-256 mismatch .*\(its target sidecar"):
+        load_checkpoint_strict(create_model("snnmlp_t", num_classes=3, **SMALL), link)
+
+
+def test_a_corrupted_copy_without_sidecar_is_caught_by_the_crc(tmp_path):
+    from src.checkpoint import load_checkpoint_strict
+    from src.snn_mlp import create_model
+
+    small_checkpoint(tmp_path / "run.ckpt")
+    copy = tmp_path / "copy.ckpt"
+    shutil.copyfile(tmp_path / "run.ckpt", copy)
+    corrupt_a_weight(copy)
+    with pytest.raises(CheckpointError, match="corrupt.*crc"):
+        load_checkpoint_strict(create_model("snnmlp_t", num_classes=3, **SMALL), copy)
+
+
+def test_an_intact_copy_without_sidecar_loads_with_a_one_line_notice(tmp_path, caplog, monkeypatch):
+    import src.checkpoint as ckpt
+    from src.checkpoint import load_checkpoint_strict
+    from src.snn_mlp import create_model
+
+    monkeypatch.setattr(logging.getLogger("snn_mlp"), "propagate", True)  # a training run turns it off
+    source = small_checkpoint(tmp_path / "run.ckpt")
+    copy = tmp_path / "copy.ckpt"
+    shutil.copyfile(tmp_path / "run.ckpt", copy)
+    net = create_model("snnmlp_t", num_classes=3, **SMALL)
+    with caplog.at_level("WARNING", logger="snn_mlp"):
+        load_checkpoint_strict(net, copy)
+    sha = sha256_file(copy)
+    notices = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unverified")]
+    assert notices == [f"unverified: {copy}: no sidecar, no --ckpt_sha256, not a known release (sha256 {sha})"]
+    assert all(np.array_equal(a.asnumpy(), b.asnumpy()) for a, b in zip(source.get_parameters(),
+                                                                         net.get_parameters()))
+    # A file whose hash is a published one is verified by it, whatever its name.
+    monkeypatch.setitem(ckpt.ASSETS, "release.ckpt", ckpt.Asset("release.ckpt", "", sha, "snnmlp_t", 0.0,
+                                                                "mindspore"))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="snn_mlp"):
+        load_checkpoint_strict(net, copy)
+    assert not [r for r in caplog.records if r.getMessage().startswith("unverified")]
+
+
+# --- one line instead of a traceback -------------------------------------------------------------------
+
+def truncated_chunked(handler):
+    handler.send_response(200)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.wfile.write(b"400\r\n" + b"x" * 100)  # a chunk of 1024 bytes announced, 100 sent, then closed
+    handler.close_connection = True
+
+
+def trickle(pause, piece, length=100_000):
+    """A response that sends ``piece`` bytes every ``pause`` seconds (at most 3 s: the tests are bounded)."""
+    def respond(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(length))
+        handler.end_headers()
+        try:
+            for _ in range(int(3 / pause)):
+                handler.wfile.write(b"x" * piece)
+                handler.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass  # the client gave up, as it should
+    return respond
+
+
+def silent(handler):
+    handler.send_response(200)
+    handler.send_header("Content-Length", "10")
+    handler.end_headers()
+    time.sleep(2)
+
+
+@pytest.mark.parametrize("body, limits, message", [
+    (truncated_chunked, {}, r"ended early: the connection closed after 100 bytes"),
+    (trickle(0.05, 1), {"timeout": 0.3, "min_rate": 1000}, r"too slow: \d+ bytes/s on average .* minimum of 1000"),
+    (trickle(0.02, 2000), {"timeout": 5, "deadline": 0.3}, r"passed its deadline of 0.3 s"),
+    (silent, {"timeout": 0.3}, r"timed out"),
+])
+def test_bad_downloads_are_one_line_and_bounded(tmp_path, loopback, body, limits, message):
+    from src.checkpoint import download_file
+
+    with loopback({"f": body}) as server:
+        start = time.monotonic()
+        with pytest.raises(CheckpointError, match=message):
+            download_file(server.url("f"), tmp_path / "f", progress=False, **limits)
+        assert time.monotonic() - start < 2.0
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_download_timeout_is_set_from_hub_load(tmp_path, loopback, monkeypatch):
+    import src.checkpoint as ckpt
+    from src.hub import load
+
+    monkeypatch.setenv("SNNMLP_HOME", str(tmp_path))
+    with loopback({"r.ckpt": silent}) as server:
+        asset = ckpt.Asset("r.ckpt", server.url("r.ckpt"), "0" * 64, "snnmlp_t", 0.0, "mindspore")
+        monkeypatch.setitem(ckpt.ASSETS, asset.name, asset)
+        monkeypatch.setitem(ckpt.DEFAULT_ASSETS, "snnmlp_t", asset.name)
+        # The server stays silent for 2 s: only a timeout shorter than that reports "timed out".
+        with pytest.raises(CheckpointError, match="timed out"):
+            load("snnmlp_t", pretrained=True, timeout=0.3, **SMALL)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--depths", "[1,2"], r"depths: cannot read '\[1,2' as a list \(.*\); write it like 1,2,3 or \[1,2,3\]"),
+    (["--lr", "0"], "lr must be positive, got 0.0"),
+    (["--lr", "1e-4", "--min_lr", "1e-3"], r"min_lr \(0.001\) exceeds lr \(0.0001\)"),
+    (["--image_size", "40"], r"image_size 40 is not a multiple of 32 \(patch_size 4 halved over 4 stages\)"),
+    (["--image_size", "96", "--patch_size", "8", "--depths", "1,1,1,1"], "image_size 96 is not a multiple of 64"),
+])
+def test_bad_settings_are_refused_at_parse_time(argv, message):
+    from src.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(argv)
+    assert "\n" not in str(info.value)
+
+
+def test_output_dir_that_is_a_file_is_one_line(tmp_path, image_folder):
+    from src.config import ConfigError, load_config
+    from src.engine import trainer
+
+    data = image_folder(num_classes=2, per_class={"train": 2, "val": 1}, size=(32, 32))
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ConfigError, match="output_dir .*taken: cannot use it as a folder \\(it is a file\\)"):
+        trainer.train(load_config(["--dataset_path", str(data), "--num_classes", "2",
+                                   "--output_dir", str(tmp_path / "taken")]))
+
+
+def test_a_folder_or_an_empty_file_is_named_as_such(tmp_path):
+    from src.checkpoint import load_checkpoint_strict
+    from src.snn_mlp import create_model
+
+    net = create_model("snnmlp_t", num_classes=3, **SMALL)
+    with pytest.raises(CheckpointError, match=f"^{tmp_path} is a directory, not a checkpoint file$"):
+        load_checkpoint_strict(net, tmp_path)
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty.ckpt: it is empty \(0 bytes") as info:
+        load_checkpoint_strict(net, tmp_path / "empty.ckpt")
+    assert "filter_prefix" not in str(info.value)

@@ -15,7 +15,7 @@ import re
 import shutil
 import time
 
-from src.checkpoint import CheckpointError, read_checkpoint, read_sidecar, save_checkpoint_atomic, verify_file
+from src.checkpoint import CheckpointError, check_file, read_checkpoint, save_checkpoint_atomic
 
 __all__ = ["CheckpointManager", "BEST_NAME", "METRICS_NAME", "STATE_COUNTERS", "load_train_state"]
 
@@ -82,8 +82,7 @@ class CheckpointManager:
         between its two renames (sidecar still ``.pending``) is completed here when the pending hash matches."""
         for _, path in self.epoch_checkpoints():
             try:
-                verify_file(path)  # also completes a pending sidecar that matches the file
-                if read_sidecar(path) is None:
+                if check_file(path)[1] is None:  # completes a save killed between its renames (pending sidecar)
                     logger.warning("skipping %s for resume: it has no .sha256 sidecar (an interrupted save?)", path)
                     continue
                 return path

@@ -247,7 +247,11 @@ class _Run:
         setup_logging(None, self.rank)
         self.data_root = resolve_dataset(cfg)
         if self.writer:
-            os.makedirs(self.output_dir, exist_ok=True)
+            try:
+                os.makedirs(self.output_dir, exist_ok=True)
+            except OSError as e:  # a file of that name, no permission, a read-only disk
+                raise ConfigError(f"output_dir {cfg.output_dir}: cannot use it as a folder "
+                                  f"({'it is a file' if os.path.isfile(self.output_dir) else e.strerror or e})") from e
             setup_logging(self.output_dir, self.rank)
         self.val_data = build_dataset(cfg, self.data_root, False, self.rank, self.group_size, cfg.seed)
         self.steps_per_epoch = self._train_data(0).get_dataset_size()
