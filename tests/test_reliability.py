@@ -123,9 +123,16 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_kill_at_every_step_of_an_epoch_save_recovers_exactly(tmp_path):
+def test_kill_at_every_step_of_an_epoch_save_recovers_exactly(tmp_path, monkeypatch):
     reference = tmp_path / "reference"
+    run_to(reference, 1)
+    renamed, replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), replace(src, dst)))
     run_to(reference, 2)
+    monkeypatch.undo()
+    # The order that makes every kill recoverable: metrics line, best.ckpt, then the epoch checkpoint.
+    assert renamed == ["metrics.jsonl", "best.ckpt", "best.ckpt.sha256", f"{MODEL}-2_{STEPS}.ckpt",
+                       f"{MODEL}-2_{STEPS}.ckpt.sha256"]
     expected = snapshot(reference)
     base = tmp_path / "base"
     run_to(base, 1)
@@ -229,6 +236,7 @@ def test_a_fresh_start_moves_an_earlier_run_aside_and_keeps_its_own(image_folder
                                append_dict={"epoch_num": epoch, "step_num": 2 * epoch})
     save_checkpoint_atomic(epoch_state(12, 4), out / "best.ckpt", append_dict={"epoch": 12, "top1": 99.0})
     (out / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in (10, 11, 12)))
+    (out / "config.yaml").write_text("# the earlier run's\n")
     argv = ["--model", "snnmlp", "--embed_dim", "8", "--depths", "1,1,1,1", "--image_size", "32", "--num_classes",
             "2", "--dataset_path", str(data), "--output_dir", str(out), "--batch_size", "4", "--epochs", "1",
             "--warmup_epochs", "0", "--auto_augment", "null", "--color_jitter", "null", "--reprob", "0",
@@ -241,8 +249,9 @@ def test_a_fresh_start_moves_an_earlier_run_aside_and_keeps_its_own(image_folder
     assert [r["epoch"] for r in manager.read_metrics()] == [1]
     assert best_on_disk(out) == (summary["best_top1"], 1)
     (aside,) = [p for p in out.iterdir() if p.name.startswith("superseded-")]
-    assert {"snnmlp-10_2.ckpt", "snnmlp-11_2.ckpt", "snnmlp-12_2.ckpt", "best.ckpt", "metrics.jsonl"} <= \
-        set(os.listdir(aside))
+    assert {"snnmlp-10_2.ckpt", "snnmlp-11_2.ckpt", "snnmlp-12_2.ckpt", "best.ckpt", "metrics.jsonl",
+            "config.yaml"} <= set(os.listdir(aside))
+    assert (aside / "config.yaml").read_text() == "# the earlier run's\n"
     assert "nothing deleted" in (out / "train.log").read_text()
 
 
@@ -402,6 +411,14 @@ def truncated_chunked(handler):
     handler.close_connection = True
 
 
+def short_with_length(handler):
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b"x" * 100)
+    handler.close_connection = True
+
+
 def trickle(pause, piece, length=100_000):
     """A response that sends ``piece`` bytes every ``pause`` seconds (at most 3 s: the tests are bounded)."""
     def respond(handler):
@@ -427,6 +444,7 @@ def silent(handler):
 
 @pytest.mark.parametrize("body, limits, message", [
     (truncated_chunked, {}, r"ended early: the connection closed after 100 bytes"),
+    (short_with_length, {}, r"ended early: .*100 .*bytes"),
     (trickle(0.05, 1), {"timeout": 0.3, "min_rate": 1000}, r"too slow: \d+ bytes/s on average .* minimum of 1000"),
     (trickle(0.02, 2000), {"timeout": 5, "deadline": 0.3}, r"passed its deadline of 0.3 s"),
     (silent, {"timeout": 0.3}, r"timed out"),

@@ -115,8 +115,10 @@ class CheckpointManager:
             moves.append(self.best_path)
             best_epoch, best_top1 = None, None
         if resumed_epoch == 0:
+            moves += [self.metrics_path] if os.path.exists(self.metrics_path) else []
             config = os.path.join(self.directory, "config.yaml")
-            moves += [p for p in (self.metrics_path, config) if os.path.exists(p)]
+            if moves and os.path.exists(config):  # it goes with the files it describes
+                moves.append(config)
         records = self.read_metrics()
         kept = [r for r in records if r["epoch"] <= resumed_epoch]
         rewrite_metrics = resumed_epoch > 0 and len(kept) != len(records)

@@ -17,7 +17,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.checkpoint import load_checkpoint_strict, read_checkpoint
+from src.checkpoint import load_checkpoint_strict, read_checkpoint, verify_file
 from src.config import ConfigError, aug_settings, model_kwargs, save_config
 from src.engine.checkpoints import CheckpointManager, load_train_state
 from src.engine.evaluate import evaluate
@@ -175,14 +175,14 @@ def load_initial_weights(net, path, expected_sha256=None):
     """Strictly load the weights of ``path`` into ``net`` to start training from them. A classifier for
     another number of classes (fine-tuning ImageNet weights on a new dataset) is left at its initialisation;
     everything else must match."""
-    entries = read_checkpoint(path, expected_sha256)
+    sha = verify_file(path, expected_sha256)  # once: the reads below check against this hash
+    head = read_checkpoint(path, sha, choice_func=lambda name: name == "head.weight").get("head.weight")
     exclude = ("ema.",)
-    head = entries.get("head.weight")
     if head is not None and tuple(head.shape) != tuple(net.head.weight.shape):
         exclude += ("head.",)
         logger.warning("%s has a %d-class classifier: starting from its other weights with a new %d-class head",
                        path, head.shape[0], net.head.weight.shape[0])
-    load_checkpoint_strict(net, path, expected_sha256, exclude=exclude)
+    load_checkpoint_strict(net, path, sha, exclude=exclude)
     logger.info("initial weights from %s", path)
 
 
