@@ -155,13 +155,13 @@ def export(args):
     if args.file_name.endswith(("/", os.sep)) or os.path.isdir(args.file_name):
         raise ExportError(f"--file_name {args.file_name} is a folder: give a file name in it, e.g. "
                           f"{os.path.join(args.file_name, 'snnmlp')}")
+    input_sha, verified_by = check_file(args.ckpt_path, args.ckpt_sha256)  # before the slow network build
+    if verified_by is None:
+        print(unverified_notice(args.ckpt_path, input_sha), file=sys.stderr, flush=True)
     model, kwargs, image_size = resolve_model(args)
     # Neither the LIF kernels nor the fused CPU ops: their .so would be a dangling path inside the file.
     with fast_ops.disabled():
         net = create_model(model, **kwargs)
-    input_sha, verified_by = check_file(args.ckpt_path, args.ckpt_sha256)
-    if verified_by is None:
-        print(unverified_notice(args.ckpt_path, input_sha), file=sys.stderr, flush=True)
     load_checkpoint_strict(net, args.ckpt_path, input_sha)  # a copy without sidecar: its CRC is checked too
     net.set_train(False)
     if args.file_format == "ONNX":

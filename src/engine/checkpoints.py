@@ -6,7 +6,9 @@ moments (``adam_m.*``, ``adam_v.*``) and step count, the EMA shadows (``ema.*``)
 counters ``epoch_num``, ``step_num`` and ``best_top1``. ``best.ckpt`` holds only the weights that scored
 the best validation top-1 (the EMA weights when EMA is on), plus ``epoch`` and ``top1``. Every file is
 written by ``save_checkpoint_atomic`` (temp file, ``.sha256`` sidecar, rename), so a crash never leaves a
-file that passes for complete; resume only considers files whose sidecar verifies.
+file that passes for complete; resume only considers files whose sidecar verifies. An epoch ends with its
+``metrics.jsonl`` line, then ``best.ckpt``, then the epoch checkpoint (``commit_epoch``), and a run starts
+by moving files that are not its own aside (``reconcile``): a kill at any point is recovered by resuming.
 """
 import json
 import logging
