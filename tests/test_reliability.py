@@ -168,6 +168,8 @@ def test_kill_at_every_step_of_an_epoch_save_recovers_exactly(tmp_path, monkeypa
 def test_full_filesystem_keeps_the_last_epoch_and_its_best(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here to make a small full filesystem")
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
                             text=True)
     if result.returncode != 0:
