@@ -204,6 +204,15 @@ def test_rotation_never_removes_the_checkpoint_just_written(tmp_path):
     assert os.path.exists(path)
 
 
+def test_a_finished_save_with_its_sidecar_still_pending_is_resumed_from(tmp_path):
+    manager = CheckpointManager(tmp_path, MODEL)
+    path = manager.epoch_path(1, STEPS)
+    save_checkpoint_atomic(epoch_state(1, 4), path, append_dict={"epoch_num": 1, "step_num": STEPS})
+    os.replace(path + ".sha256", path + ".sha256.pending")  # as a kill between the two renames leaves it
+    assert manager.latest_complete() == path
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(path), os.path.basename(path) + ".sha256"]
+
+
 def test_resume_from_an_older_epoch_moves_later_files_aside(tmp_path):
     run_to(tmp_path, 3, keep_max=5)
     manager = CheckpointManager(tmp_path, MODEL, keep_max=5)
