@@ -11,13 +11,13 @@ import os
 import sys
 
 import numpy as np
-import yaml
 
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.checkpoint import CheckpointError, load_checkpoint_strict, write_sidecar
 from src import fast_ops
+from src.checkpoint import CheckpointError, check_file, load_checkpoint_strict, unverified_notice, write_sidecar
+from src.config import ConfigError, load_yaml
 from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
 
 FILE_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -35,8 +35,11 @@ class ExportError(Exception):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt_path", "--ckpt_file", required=True, dest="ckpt_path",
-                        help="MindSpore checkpoint to export; verified against CKPT.sha256 when present "
+                        help="MindSpore checkpoint to export; verified against --ckpt_sha256, else CKPT.sha256 "
+                             "(beside it or beside the file a symlink points to), else a known release's hash "
                              "(--ckpt_file: the model zoo's spelling)")
+    parser.add_argument("--ckpt_sha256", default=None,
+                        help="expected SHA-256 of the checkpoint (for a copy without its sidecar)")
     parser.add_argument("--model", choices=MODEL_CHOICES, default=None,
                         help="variant (default: 'model' of config.yaml beside the checkpoint, else snnmlp_t; "
                              "'snnmlp' takes the architecture from config.yaml)")
@@ -64,13 +67,9 @@ def read_training_config(args):
             raise ExportError(f"config not found: {path}")
         return {}, None
     try:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ExportError(f"cannot read {path}: {e}") from e
-    if not isinstance(config, dict):
-        raise ExportError(f"{path} is not a mapping of settings")
-    return config, path
+        return load_yaml(path, skip_nulls=True), path  # validated as train.py and eval.py do
+    except ConfigError as e:
+        raise ExportError(str(e)) from e
 
 
 def resolve_model(args):
@@ -154,11 +153,17 @@ def export(args):
     if args.file_format == "AIR" and ms.get_context("device_target") != "Ascend":
         raise ExportError(f"AIR export needs the Ascend device target (this is "
                           f"{ms.get_context('device_target')}); use --file_format MINDIR or ONNX")
+    if args.file_name.endswith(("/", os.sep)) or os.path.isdir(args.file_name):
+        raise ExportError(f"--file_name {args.file_name} is a folder: give a file name in it, e.g. "
+                          f"{os.path.join(args.file_name, 'snnmlp')}")
+    input_sha, verified_by = check_file(args.ckpt_path, args.ckpt_sha256)  # before the slow network build
+    if verified_by is None:
+        print(unverified_notice(args.ckpt_path, input_sha), file=sys.stderr, flush=True)
     model, kwargs, image_size = resolve_model(args)
     # Neither the LIF kernels nor the fused CPU ops: their .so would be a dangling path inside the file.
     with fast_ops.disabled():
         net = create_model(model, **kwargs)
-    load_checkpoint_strict(net, args.ckpt_path)
+    load_checkpoint_strict(net, args.ckpt_path, input_sha)  # a copy without sidecar: its CRC is checked too
     net.set_train(False)
     if args.file_format == "ONNX":
         make_onnx_exportable(net)
@@ -176,7 +181,9 @@ def export(args):
         if os.path.exists(partial + suffix):
             os.remove(partial + suffix)
     sha = write_sidecar(output)
-    print(f"exported {output} ({args.file_format}, input {tuple(dummy.shape)}): SHA-256 {sha}", flush=True)
+    source = f"verified against {verified_by}" if verified_by else "UNVERIFIED"
+    print(f"exported {output} ({args.file_format}, input {tuple(dummy.shape)}): SHA-256 {sha}; from "
+          f"{args.ckpt_path} (SHA-256 {input_sha}, {source})", flush=True)
     return output
 
 

@@ -199,7 +199,12 @@ def parse_value(key, value):
     if key.type.endswith("_list"):
         if isinstance(value, str):
             text = value.strip()
-            value = yaml.safe_load(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+            try:
+                value = yaml.safe_load(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+            except yaml.YAMLError as e:
+                problem = getattr(e, "problem", None) or " ".join(str(e).split())
+                raise ConfigError(f"{key.name}: cannot read {value!r} as a list ({problem}); write it like "
+                                  f"1,2,3 or [1,2,3]") from None
         if not isinstance(value, (list, tuple)) or not value:
             raise ConfigError(f"{key.name}: expected a non-empty list like 1,2,3, got {value!r}")
         return [_scalar(key, v, key.type[:-len("_list")]) for v in value]
@@ -221,8 +226,9 @@ def resolve_config_path(path):
     raise ConfigError(f"config file not found: {path} (looked in the working directory and in {REPO_ROOT})")
 
 
-def load_yaml(path):
-    """``{key: typed value}`` of a config file; unknown keys and bad values are ConfigErrors."""
+def load_yaml(path, skip_nulls=False):
+    """``{key: typed value}`` of a config file; unknown keys and bad values are ConfigErrors. ``skip_nulls``:
+    a null means "not set" for every key (leaves it out) instead of being refused where a key needs a value."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -237,6 +243,8 @@ def load_yaml(path):
         canonical = _ALIASES.get(name, name)
         if canonical not in KEYS:
             raise _unknown_key(name, f"in {path}")
+        if value is None and skip_nulls:
+            continue
         try:
             values[canonical] = parse_value(KEYS[canonical], value)
         except ConfigError as e:
@@ -351,6 +359,16 @@ def _check(values):
             raise ConfigError(f"{name} must be a finite number, got {values[name]}")
     if values["loss_scale"] <= 0:
         raise ConfigError(f"loss_scale must be positive, got {values['loss_scale']}")
+    if values["lr"] <= 0:
+        raise ConfigError(f"lr must be positive, got {values['lr']} (nothing would be learnt)")
+    if values["min_lr"] > values["lr"]:
+        raise ConfigError(f"min_lr ({values['min_lr']}) exceeds lr ({values['lr']}): the cosine decay would rise")
+    # Each stage after the first halves the resolution: the network's input_multiple.
+    stages = len(values["depths"]) if values["depths"] else 4
+    multiple = values["patch_size"] * 2 ** (stages - 1)
+    if values["image_size"] % multiple:
+        raise ConfigError(f"image_size {values['image_size']} is not a multiple of {multiple} (patch_size "
+                          f"{values['patch_size']} halved over {stages} stages)")
 
 
 def model_kwargs(cfg):

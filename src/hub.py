@@ -3,7 +3,8 @@ import inspect
 import logging
 import os
 
-from .checkpoint import CheckpointError, fetch_asset, get_asset, load_checkpoint_strict, verify_file
+from .checkpoint import (DOWNLOAD_DEADLINE, DOWNLOAD_TIMEOUT, CheckpointError, bad_cache_hint, fetch_asset,
+                         get_asset, load_checkpoint_strict, remember_asset, verify_file)
 from .snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
 
 __all__ = ["HUB_MODELS", "load", "pretrained_checkpoint"]
@@ -20,14 +21,14 @@ def _variant(name):
     return MODEL_ALIASES.get(name, name)
 
 
-def pretrained_checkpoint(name, offline=None):
+def pretrained_checkpoint(name, offline=None, timeout=DOWNLOAD_TIMEOUT, deadline=DOWNLOAD_DEADLINE):
     """Path of a verified MindSpore checkpoint of the default released weights of ``name``.
 
     MindSpore assets come from the cache (downloaded and verified when needed); PyTorch releases are
     downloaded, then converted once into ``<cache>/<release>.ckpt`` with a sidecar.
     """
     asset = get_asset(_variant(name))
-    path = fetch_asset(asset, offline=offline)
+    path = fetch_asset(asset, offline=offline, timeout=timeout, deadline=deadline)
     if asset.framework == "mindspore":
         return path
     converted = os.path.splitext(path)[0] + ".ckpt"
@@ -58,7 +59,8 @@ def _network_kwargs(args, kwargs):
     return {**positional, **kwargs}
 
 
-def load(name, *args, pretrained=False, ckpt_path=None, offline=None, **kwargs):
+def load(name, *args, pretrained=False, ckpt_path=None, offline=None, timeout=DOWNLOAD_TIMEOUT,
+         deadline=DOWNLOAD_DEADLINE, **kwargs):
     """SNN-MLP ``name`` (``snn_mlp`` = ``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``) built with ``args`` and
     ``kwargs``: SNNMLP's parameters, positionally in its order (``num_classes``, ``image_size``, …) or by
     keyword (``num_classes``, ``image_size``, ``drop_path_rate``, ``lif_backend``, …).
@@ -66,7 +68,9 @@ def load(name, *args, pretrained=False, ckpt_path=None, offline=None, **kwargs):
     ``ckpt_path``: strictly load that checkpoint (verified against its sidecar when it has one).
     ``pretrained=True`` (without ``ckpt_path``): download, verify and strictly load the released ImageNet
     weights; with another ``num_classes`` every weight but the classifier head is loaded (fine-tuning).
-    ``offline``: never download (default: ``$SNNMLP_OFFLINE``). Errors are CheckpointError/ValueError.
+    ``offline``: never download (default: ``$SNNMLP_OFFLINE``). ``timeout``: seconds to connect and per read
+    (and before the minimum rate applies); ``deadline``: seconds for the whole download (None: no limit).
+    Errors are CheckpointError/ValueError.
     """
     variant = _variant(name)
     net = create_model(variant, **_network_kwargs(args, kwargs))
@@ -79,7 +83,13 @@ def load(name, *args, pretrained=False, ckpt_path=None, offline=None, **kwargs):
             exclude = ("head.",)
             logger.info("num_classes=%d differs from the release's %d: the head keeps its initialisation",
                         net.num_classes, asset.num_classes)
-        path = pretrained_checkpoint(variant, offline=offline)
-        load_checkpoint_strict(net, path, expected_sha256=asset.sha256 if asset.framework == "mindspore"
-                               else None, exclude=exclude)
+        try:
+            path = pretrained_checkpoint(variant, offline=offline, timeout=timeout, deadline=deadline)
+            load_checkpoint_strict(net, path, expected_sha256=asset.sha256 if asset.framework == "mindspore"
+                                   else None, exclude=exclude)
+        except CheckpointError as e:
+            if asset.sha256 is None:
+                raise CheckpointError(f"{e}; {bad_cache_hint(asset)}") from e
+            raise
+        remember_asset(asset)  # an unpublished hash is trusted only now that the file loaded as its variant
     return net

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class LoopbackServer:
-    """HTTP on 127.0.0.1 serving ``files`` (url path -> bytes); it shuts itself down after ``lifetime``
-    seconds even if the test never stops it."""
+    """HTTP on 127.0.0.1 serving ``files`` (url path -> bytes, or a function that answers the request
+    handler itself: short, slow or malformed responses); it shuts itself down after ``lifetime`` seconds
+    even if the test never stops it."""
 
     def __init__(self, files, lifetime=60):
         self.files = dict(files)
@@ -43,6 +44,9 @@ class LoopbackServer:
                 body = server.files.get(name)
                 if body is None:
                     self.send_error(404)
+                    return
+                if callable(body):
+                    body(self)
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -384,8 +388,8 @@ def test_download_is_verified_cached_and_reused(tmp_path, capfd):
         assert fetch_asset(asset, root=tmp_path) == path
         assert server.requests == ["w.ckpt"]
     assert "downloading w.ckpt" in capfd.readouterr().err
-    assert sorted(os.listdir(tmp_path)) == ["w.ckpt", "w.ckpt.verified.json"]
-    # Unchanged files are trusted from the memo: no re-hash on the second use.
+    # The published hash is the record: nothing is kept beside the file, which is hashed on every use.
+    assert sorted(os.listdir(tmp_path)) == ["w.ckpt"]
     assert verify_file(path, PAYLOAD_SHA) == PAYLOAD_SHA
 
 
@@ -439,8 +443,9 @@ def test_unrecorded_hash_is_printed_then_enforced(tmp_path, capfd):
         asset = Asset("r.pt", server.url("r.pt"), None, "snnmlp_t", 0.0, "pytorch")
         path = fetch_asset(asset, root=tmp_path, progress=False)
         assert f"r.pt: SHA-256 {PAYLOAD_SHA}" in capfd.readouterr().err
+        ckpt.remember_asset(asset, root=tmp_path)  # what hub.load does once the file loaded as its variant
         tamper_keeping_size(path)
-        fetch_asset(asset, root=tmp_path, progress=False)  # caught against the hash of the first download
+        fetch_asset(asset, root=tmp_path, progress=False)  # caught against the remembered hash
         assert server.requests == ["r.pt", "r.pt"]
     assert Path(path).read_bytes() == PAYLOAD
 

@@ -125,6 +125,47 @@ def test_help_explains_every_flag(capsys):
         export("--help")
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--ckpt_path", "--model", "--num_classes", "--file_format", "--file_name", "--batch_size",
+    for flag in ("--ckpt_path", "--ckpt_sha256", "--model", "--num_classes", "--file_format", "--file_name", "--batch_size",
                  "--image_size", "--config_path", "--device_target"):
         assert flag in text
+
+
+def test_an_unverified_input_is_said_so(trained, tmp_path, capsys):
+    directory, _, _ = trained
+    copy = tmp_path / "copy.ckpt"  # a copy without its sidecar
+    copy.write_bytes((directory / "best.ckpt").read_bytes())
+    (tmp_path / "config.yaml").write_bytes((directory / "config.yaml").read_bytes())
+    sha = sha256_file(copy)
+    assert export("--ckpt_path", copy, "--file_name", tmp_path / "u") == 0
+    captured = capsys.readouterr()
+    assert captured.err == f"unverified: {copy}: no sidecar, no --ckpt_sha256, not a known release (sha256 {sha})\n"
+    assert captured.out.splitlines()[-1].endswith(f"from {copy} (SHA-256 {sha}, UNVERIFIED)")
+    assert export("--ckpt_path", copy, "--ckpt_sha256", sha, "--file_name", tmp_path / "v") == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.splitlines()[-1].endswith("verified against the expected hash)")
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside a weight: the file still parses
+    copy.write_bytes(bytes(data))
+    assert export("--ckpt_path", copy, "--file_name", tmp_path / "w") == 1
+    assert "crc check is failed" in capsys.readouterr().err and not (tmp_path / "w.mindir").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("bad_config", "config.yaml: image_size: expected an integer, got 'large'"),
+    ("folder", "is a folder: give a file name in it"),
+])
+def test_export_input_mistakes_are_one_line(trained, tmp_path, capsys, case, message):
+    directory, _, _ = trained
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes((directory / "best.ckpt").read_bytes())
+    (tmp_path / "best.ckpt.sha256").write_bytes((directory / "best.ckpt.sha256").read_bytes())
+    config = (directory / "config.yaml").read_text()
+    if case == "bad_config":
+        config = config.replace("image_size: 32", "image_size: large")
+    (tmp_path / "config.yaml").write_text(config)
+    (tmp_path / "out").mkdir()
+    file_name = f"{tmp_path / 'out'}/" if case == "folder" else tmp_path / "out" / "m"
+    assert export("--ckpt_path", ckpt, "--file_name", file_name) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert os.listdir(tmp_path / "out") == []

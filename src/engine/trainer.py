@@ -6,7 +6,6 @@ step from the global step alone, a resume continues bit-for-bit on the same sche
 epoch ``e`` is fixed by ``seed + e`` whether or not the run was interrupted before it.
 """
 import argparse
-import json
 import logging
 import os
 import sys
@@ -18,7 +17,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from ..checkpoint import load_checkpoint_strict, read_checkpoint
+from ..checkpoint import load_checkpoint_strict, read_checkpoint, verify_file
 from ..config import ConfigError, aug_settings, model_kwargs, save_config
 from .checkpoints import CheckpointManager, load_train_state
 from .evaluate import evaluate
@@ -176,14 +175,14 @@ def load_initial_weights(net, path, expected_sha256=None):
     """Strictly load the weights of ``path`` into ``net`` to start training from them. A classifier for
     another number of classes (fine-tuning ImageNet weights on a new dataset) is left at its initialisation;
     everything else must match."""
-    entries = read_checkpoint(path, expected_sha256)
+    sha = verify_file(path, expected_sha256)  # once: the reads below check against this hash
+    head = read_checkpoint(path, sha, choice_func=lambda name: name == "head.weight").get("head.weight")
     exclude = ("ema.",)
-    head = entries.get("head.weight")
     if head is not None and tuple(head.shape) != tuple(net.head.weight.shape):
         exclude += ("head.",)
         logger.warning("%s has a %d-class classifier: starting from its other weights with a new %d-class head",
                        path, head.shape[0], net.head.weight.shape[0])
-    load_checkpoint_strict(net, path, expected_sha256, exclude=exclude)
+    load_checkpoint_strict(net, path, sha, exclude=exclude)
     logger.info("initial weights from %s", path)
 
 
@@ -248,7 +247,11 @@ class _Run:
         setup_logging(None, self.rank)
         self.data_root = resolve_dataset(cfg)
         if self.writer:
-            os.makedirs(self.output_dir, exist_ok=True)
+            try:
+                os.makedirs(self.output_dir, exist_ok=True)
+            except OSError as e:  # a file of that name, no permission, a read-only disk
+                raise ConfigError(f"output_dir {cfg.output_dir}: cannot use it as a folder "
+                                  f"({'it is a file' if os.path.isfile(self.output_dir) else e.strerror or e})") from e
             setup_logging(self.output_dir, self.rank)
         self.val_data = build_dataset(cfg, self.data_root, False, self.rank, self.group_size, cfg.seed)
         self.steps_per_epoch = self._train_data(0).get_dataset_size()
@@ -298,17 +301,27 @@ class _Run:
             if path:
                 logger.info("auto-resume: newest complete checkpoint is %s", path)
         if path is None:
-            if not cfg.auto_resume and self.checkpoints.epoch_checkpoints():
-                logger.warning("%s holds checkpoints but auto_resume is off: starting afresh, older files will "
-                               "be replaced", self.output_dir)
             if cfg.ckpt_path:
                 load_initial_weights(self.model, cfg.ckpt_path, cfg.ckpt_sha256)
+            # A fresh start: an earlier run's files are moved aside, so neither rotation nor the next
+            # auto-resume mixes them with this run's.
+            self.checkpoints.reconcile(0)
             return
         counters = load_train_state(self.train_step.parameters_dict(), path)
         self.epoch = int(counters["epoch_num"])
         self.global_step = int(counters["step_num"])
         self.best_top1 = float(counters.get("best_top1", -1.0))
         self.best_epoch = int(counters.get("best_epoch", -1))
+        if self.writer:
+            # Resumed from a file of another folder, everything here is another run's. The best counters are
+            # those of the best.ckpt that stays, the one a user gets.
+            own = os.path.dirname(os.path.abspath(path)) == self.checkpoints.directory
+            best = self.checkpoints.reconcile(self.epoch if own else 0)
+            if best != (self.best_top1, self.best_epoch):
+                held = "no best.ckpt of these epochs" if best[1] < 0 else "best.ckpt of %.2f%% (epoch %d)" % best
+                logger.warning("%s names best top1 %.2f%% (epoch %d) but the folder holds %s: continuing from that",
+                               path, self.best_top1, self.best_epoch, held)
+                self.best_top1, self.best_epoch = best
         if self.global_step != self.epoch * self.steps_per_epoch:
             logger.warning("the checkpoint has %d steps for %d epochs but an epoch is now %d steps (batch size or "
                            "device count changed): continuing the schedule at step %d", self.global_step,
@@ -317,18 +330,20 @@ class _Run:
         logger.info("resumed from %s: %d epochs done, global step %d, next lr %.3g, best top1 %.2f%%", path,
                     self.epoch, self.global_step, self.schedule(self.global_step), max(self.best_top1, 0.0))
 
-    def save(self, val):
+    def save(self, val, metrics):
+        """Commit the epoch just validated: its metrics line, ``best.ckpt`` when it is the best, the epoch
+        checkpoint (in that order; see ``CheckpointManager.commit_epoch``). Returns (path, best)."""
         counters = {"epoch_num": self.epoch, "step_num": self.global_step, "best_top1": float(self.best_top1),
                     "best_epoch": self.best_epoch}
-        path = self.checkpoints.save_epoch(self.train_step.parameters_dict(), self.epoch, self.steps_per_epoch,
-                                           counters)
-        best = self.best_epoch == self.epoch
-        if best:
+        best = None
+        if self.best_epoch == self.epoch:
             weights = {p.name: (self.ema.shadows[i] if self.ema is not None else p)
                        for i, p in enumerate(self.model.trainable_params())}
             weights.update({p.name: p for p in self.model.untrainable_params()})
-            self.checkpoints.save_best(weights, self.epoch, val.top1, self.cfg.model)
-        return path, best
+            best = (weights, val.top1, self.cfg.model)
+        path = self.checkpoints.commit_epoch(self.train_step.parameters_dict(), self.epoch, self.steps_per_epoch,
+                                             counters, metrics, best)
+        return path, best is not None
 
     # ------------------------------------------------------------------ the loop
 
@@ -423,25 +438,21 @@ class _Run:
             self.last_val = val
             if val.top1 > self.best_top1:
                 self.best_top1, self.best_epoch = val.top1, self.epoch
-            path, best = self.save(val)
+            path, best = self.save(val, self._metrics(train_loss, skipped, train_time, val))
             logger.info("epoch %d/%d done: train loss %.4f (%.0fs%s), val top1 %.2f%% top5 %.2f%% loss %.4f on %d "
                         "images (%.0fs)%s; best %.2f%% (epoch %d); saved %s", self.epoch, cfg.epochs, train_loss,
                         train_time, f", {skipped} steps skipped" if skipped else "", val.top1, val.top5, val.loss,
                         val.num_images, val.seconds, f", {val.skipped} unreadable" if val.skipped else "",
                         self.best_top1, self.best_epoch, os.path.basename(path) + (" and best.ckpt" if best else ""))
-            self._append_metrics(train_loss, skipped, train_time, val)
         return self.summary()
 
-    def _append_metrics(self, train_loss, skipped, train_time, val):
-        if not self.writer:
-            return
-        record = {"epoch": self.epoch, "global_step": self.global_step, "train_loss": train_loss,
-                  "skipped_steps": skipped, "train_seconds": round(train_time, 2),
-                  "lr": self.schedule(self.global_step - 1),
-                  "val_top1": val.top1, "val_top5": val.top5, "val_loss": val.loss, "val_images": val.num_images,
-                  "val_skipped": val.skipped}
-        with open(os.path.join(self.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+    def _metrics(self, train_loss, skipped, train_time, val):
+        """The ``metrics.jsonl`` record of the epoch just done."""
+        return {"epoch": self.epoch, "global_step": self.global_step, "train_loss": train_loss,
+                "skipped_steps": skipped, "train_seconds": round(train_time, 2),
+                "lr": self.schedule(self.global_step - 1),
+                "val_top1": val.top1, "val_top5": val.top5, "val_loss": val.loss, "val_images": val.num_images,
+                "val_skipped": val.skipped}
 
     def summary(self):
         result = {"model": self.cfg.model, "rank": self.rank, "epochs": self.epoch, "global_step": self.global_step,
