@@ -709,6 +709,73 @@ def time_pipeline(build, batches, warmup_batches=2):
         iterator.stop()
 
 
+def stage_profile(root, image_size, batch_size, repeats, record, images=32):
+    """One thread, the first ``images`` training files: the pipeline's stages one at a time, ms per image."""
+    import io
+    import multiprocessing
+
+    import numpy as np
+    from PIL import Image
+
+    from src import dataset as data
+
+    aug = data._resolve_aug(None)
+    table = data._scan_split(data._split_dir(root, "train"))
+    paths = [table.path(i) for i in range(min(images, len(table)))]
+    train, evaluate = data._TrainTransform(image_size, aug), data._EvalTransform(image_size, aug)
+    rngs = lambda: [np.random.default_rng([0, i]) for i in range(len(paths))]
+    blobs = [open(p, "rb").read() for p in paths]
+    decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
+    cropped = [train.geometry(Image.open(io.BytesIO(b)), r) for b, r in zip(blobs, rngs())]
+    arrays = [train.augment(img, r) for img, r in zip(cropped, rngs())]
+    keys = list(range(batch_size))
+    batch = [arrays[i % len(arrays)] for i in keys]
+    normalise = data._BatchFinisher(aug)
+    erasing = data._RandomErasing(1.0, 0)
+    mixing = data.MixupCutmix(DATA_CLASSES, seed=0)
+    normalised = normalise(batch, [0] * batch_size, keys)[0]
+    parent, child = multiprocessing.Pipe()
+
+    def per_image(fn, items):
+        return lambda: [fn(*item) for item in items]
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def through_pipe(array):
+        parent.send(array)
+        return child.recv()
+
+    stages = {
+        "read (file bytes)": per_image(read, [(p,) for p in paths]),
+        "decode (full size, as before)": per_image(lambda b: Image.open(io.BytesIO(b)).convert("RGB"),
+                                                   [(b,) for b in blobs]),
+        "crop+resize from decoded (as before)": per_image(
+            lambda img, r: img.resize((image_size,) * 2, train.resample,
+                                      box=data._random_resized_crop_box(img.width, img.height, train.scale, r)),
+            list(zip(decoded, rngs()))),
+        "decode+crop+resize as run (draft, one resampling)": per_image(
+            lambda b, r: train.geometry(Image.open(io.BytesIO(b)), r), list(zip(blobs, rngs()))),
+        "flip + RandAugment": per_image(train.augment, list(zip(cropped, rngs()))),
+        "eval: decode+resize+centre crop as run": per_image(lambda b: evaluate.geometry(Image.open(io.BytesIO(b))),
+                                                            [(b,) for b in blobs]),
+        "eval: resize then crop (as before)": per_image(
+            lambda img: img.resize((int(image_size / aug["crop_pct"]),) * 2, evaluate.resample), [(d,) for d in decoded]),
+        "normalise + HWC->CHW (per batch)": lambda: normalise(batch, [0] * batch_size, keys),
+        "random erasing (p=1, per batch)": lambda: [erasing(x, k) for x, k in zip(normalised.copy(), keys)],
+        "mixup/cutmix (per batch, in place)": lambda: mixing.mix(normalised.copy(), [0] * batch_size, 0),
+        "process hand-over (pipe, not used)": per_image(through_pipe, [(a,) for a in arrays]),
+    }
+    batch_stages = {"normalise + HWC->CHW (per batch)", "random erasing (p=1, per batch)",
+                    "mixup/cutmix (per batch, in place)"}
+    samples = round_robin(stages, 1, repeats, "data profile")
+    for stage, times in samples.items():
+        count = batch_size if stage in batch_stages else len(paths)
+        record(Row("data", "profile", stage, "", "", times, count,
+                   note=f"{statistics.median(times) / count * 1e3:.2f} ms/image, one thread"))
+
+
 def data_rows(args, record):
     import importlib.util
 
@@ -753,6 +820,7 @@ def data_rows(args, record):
                 note += f"; {statistics.median(samples[('mindcv', n)]) / statistics.median(times):.2f}x mindcv"
             record(Row("data", variant, f"{pipeline} workers={n}", "", "", times, args.data_batches * batch,
                        note=note))
+    stage_profile(root, args.image_size, batch, args.repeats, record)
 
 
 # ---------------------------------------------------------------- output

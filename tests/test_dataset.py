@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, color_index
-from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, _EpochKeySampler, count_images,
-                         create_dataset, get_num_classes, parse_rand_augment, unreadable_report)
+from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, _EpochKeySampler, _EvalTransform,
+                         _random_resized_crop_box, _resolve_aug, _TrainTransform, count_images, create_dataset,
+                         get_num_classes, parse_rand_augment, unreadable_report)
 from src.default_data import MARKER, prepare_default_data
 
 # Everything random off except the random resized crop, which cannot be switched off.
@@ -201,6 +202,54 @@ def test_rand_augment_spec():
             parse_rand_augment(spec)
 
 
+def _photo_like_jpeg(width, height, seed=0):
+    """Smooth colour fields plus mild noise, JPEG-encoded like a photo (quality 90)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 32 + 2, width // 32 + 2, 3), dtype=np.uint8)
+    img = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    noisy = np.clip(np.asarray(img, np.int16) + rng.integers(-6, 7, (height, width, 3)), 0, 255).astype(np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(noisy).save(data, "JPEG", quality=90)
+    return data.getvalue()
+
+
+def test_reduced_jpeg_decode_matches_the_full_decode_crop(tmp_path):
+    # Crops at least twice the output size are decoded at 1/2..1/8 scale (libjpeg DCT scaling); the result
+    # must stay what a full decode + bicubic crop-resize gives, up to resampling noise.
+    data = _photo_like_jpeg(640, 480)
+    full = Image.open(io.BytesIO(data)).convert("RGB")
+    transform = _TrainTransform(64, _resolve_aug(PLAIN))
+    reduced = 0
+    for seed in range(12):
+        box = _random_resized_crop_box(640, 480, transform.scale, np.random.default_rng(seed))
+        reduced += min(box[2] - box[0], box[3] - box[1]) >= 128
+        reference = np.asarray(full.resize((64, 64), Image.Resampling.BICUBIC, box=box), np.float32)
+        got = np.asarray(transform.geometry(Image.open(io.BytesIO(data)), np.random.default_rng(seed)), np.float32)
+        assert got.shape == (64, 64, 3)
+        assert np.abs(got - reference).mean() < 1.0, seed  # levels of 255
+    assert reduced >= 3  # the reduced decode was exercised
+
+
+def test_eval_one_resampling_matches_resize_then_crop():
+    data = _photo_like_jpeg(500, 375, seed=1)
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    resized = img.resize((341, 256), Image.Resampling.BICUBIC)  # shorter side int(224 / 0.875) = 256
+    reference = np.asarray(resized.crop((58, 16, 282, 240)), np.float32)  # torchvision's centre crop
+    got = np.asarray(_EvalTransform(224, _resolve_aug(None)).geometry(Image.open(io.BytesIO(data))), np.float32)
+    assert np.abs(got - reference).max() <= 2 and np.abs(got - reference).mean() < 0.1
+
+
+@pytest.mark.parametrize("batch", [8, 7])
+def test_in_place_mixup_equals_the_out_of_place_formula(batch):
+    x = np.random.default_rng(0).standard_normal((batch, 3, 6, 6)).astype(np.float32)
+    mixing = MixupCutmix(5, mixup_alpha=0.8, cutmix_alpha=0, seed=4)
+    lam, box = mixing.draw(np.random.default_rng([4, 3, 11]), 6, 6)  # the batch stream of key 11
+    assert box is None and 0 < lam < 1
+    expected = lam * x + (1.0 - lam) * x[::-1]
+    mixing.mix(x, np.arange(batch) % 5, 11)
+    np.testing.assert_array_equal(x, expected)
+
+
 # ----------------------------------------------------------------------------------------------- eval
 
 def test_eval_keeps_every_image_in_file_order(image_folder):
@@ -309,12 +358,26 @@ def test_train_substitutes_unreadable_images(image_folder):
     assert summary.count == 2 and sorted(summary.paths) == sorted(bad)
 
 
-def test_only_unreadable_images_is_a_clear_error(image_folder):
+def test_only_unreadable_images_is_a_one_line_error_before_training(image_folder):
     root = image_folder(num_classes=1, per_class={"train": 0})
     _add_bad_files(root / "train" / "c00")
-    with pytest.raises(RuntimeError, match="consecutive unreadable images"):
-        batches(create_dataset(root, True, 1, image_size=8, num_classes=1, num_workers=1, aug=PLAIN))
+    # A ValueError from create_dataset (train.py prints it as one line), not a pipeline stack at the first batch.
+    with pytest.raises(ValueError, match="none of the 2 images under .* can be read") as error:
+        create_dataset(root, True, 1, image_size=8, num_classes=1, num_workers=1, aug=PLAIN)
+    assert "\n" not in str(error.value)
     unreadable_report(log=False)
+
+
+def test_a_long_run_of_unreadable_training_images_is_bridged(image_folder):
+    # 70 corrupt files in a row (more than the 64 substitutes the loader used to try before failing with a
+    # pipeline stack), then readable ones: every sample is served, and the epoch report counts the bad ones.
+    root = image_folder(num_classes=2, per_class={"train": 4})
+    for i in range(70):
+        (root / "train" / "c00" / f"bad_{i:02d}.JPEG").write_bytes(b"not an image")
+    unreadable_report(log=False)
+    got = batches(create_dataset(root, True, 2, image_size=8, num_classes=2, num_workers=1, seed=1, aug=PLAIN))
+    assert len(got) == 78 // 2
+    assert unreadable_report("train").count >= 70
 
 
 # ----------------------------------------------------------------------------------- errors and helpers
