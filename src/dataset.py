@@ -127,6 +127,7 @@ class _FileTable:
     classes: list
     rel_paths: np.ndarray
     labels: np.ndarray
+    empty_classes: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.labels)
@@ -135,28 +136,75 @@ class _FileTable:
         return os.path.join(self.split_dir, os.fsdecode(self.rel_paths[index]))
 
 
+class _Walk:
+    """Sorted depth-first listing of class folders that follows symlinks but reaches every directory and every
+    file once: a symlink cycle (``loop -> .``) or a second path to the same folder or file (a symlink, a hard
+    link) is skipped and reported, so no image counts twice and no label is ambiguous."""
+
+    def __init__(self, split_dir):
+        self.split_dir = split_dir
+        self.dirs, self.files = set(), {}  # (st_dev, st_ino) -> first relative path
+        self.ignored, self.repeated = [], []
+
+    def rel(self, path):
+        return os.path.relpath(path, self.split_dir)
+
+    def images(self, folder):
+        """Relative paths of the images under ``folder``, in os.walk's top-down order, files sorted."""
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in self.dirs:
+            self.repeated.append(f"{self.rel(folder)}/ (a folder already listed)")
+            return []
+        self.dirs.add((stat.st_dev, stat.st_ino))
+        found, subdirs = [], []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            rel = self.rel(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                if not is_dir:
+                    # A plain file's inode is known without a stat; a symlink's target needs one.
+                    target = entry.stat() if entry.is_symlink() else None
+                    key = (target.st_dev, target.st_ino) if target else (stat.st_dev, entry.inode())
+            except OSError:  # a dangling symlink: left for the reader to report as unreadable
+                is_dir, key = False, None
+            if entry.name.startswith("."):
+                self.ignored.append(rel)
+            elif is_dir:
+                subdirs.append(entry.path)
+            elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+                self.ignored.append(rel)
+            elif key is not None and key in self.files:
+                self.repeated.append(f"{rel} (the same file as {self.files[key]})")
+            else:
+                if key is not None:
+                    self.files[key] = rel
+                found.append(rel)
+        for subdir in subdirs:
+            found += self.images(subdir)
+        return found
+
+
 def _scan_split(split_dir):
     classes = _class_names(split_dir)
     LOGGER.info("scanning %s (%d classes)", split_dir, len(classes))
-    rel_paths, labels, ignored = [], [], []
+    walk = _Walk(split_dir)
+    rel_paths, labels, empty = [], [], []
     for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(os.path.join(split_dir, name), followlinks=True):
-            ignored += [os.path.relpath(os.path.join(dirpath, d), split_dir) for d in dirnames if d.startswith(".")]
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # in place: steers os.walk
-            for filename in sorted(filenames):
-                rel = os.path.relpath(os.path.join(dirpath, filename), split_dir)
-                if filename.startswith(".") or os.path.splitext(filename)[1].lower() not in IMAGE_EXTENSIONS:
-                    ignored.append(rel)
-                    continue
-                rel_paths.append(os.fsencode(rel))
-                labels.append(label)
-    if ignored:
-        LOGGER.warning("%d entries without an image extension ignored under %s: first %s", len(ignored),
-                       split_dir, ", ".join(ignored[:5]))
+        images = walk.images(os.path.join(split_dir, name))
+        if not images:
+            empty.append(name)
+        rel_paths += [os.fsencode(rel) for rel in images]
+        labels += [label] * len(images)
+    if walk.ignored:
+        LOGGER.warning("%d entries without an image extension ignored under %s: first %s", len(walk.ignored),
+                       split_dir, ", ".join(walk.ignored[:5]))
+    if walk.repeated:
+        LOGGER.warning("%d paths under %s skipped as symlink cycles or second paths to a folder or file already "
+                       "listed: first %s", len(walk.repeated), split_dir, ", ".join(walk.repeated[:3]))
     if not labels:
         raise ValueError(f"no images (extensions {', '.join(sorted(IMAGE_EXTENSIONS))}) in the class folders "
                          f"of {split_dir} ({LAYOUT})")
-    return _FileTable(split_dir, classes, np.array(rel_paths, dtype=np.bytes_), np.array(labels, np.int32))
+    return _FileTable(split_dir, classes, np.array(rel_paths, dtype=np.bytes_), np.array(labels, np.int32), empty)
 
 
 def get_num_classes(dataset_path):
@@ -843,6 +891,12 @@ def create_dataset(dataset_path, do_train, batch_size, image_size=224, num_class
         raise ValueError(f"{table.split_dir} has {len(table.classes)} class folders but num_classes is "
                          f"{num_classes}")
     _check_matching_classes(dataset_path, split, table.classes)
+    if table.empty_classes:
+        listed = ", ".join(table.empty_classes[:5]) + (", ..." if len(table.empty_classes) > 5 else "")
+        message = f"{len(table.empty_classes)} class folder(s) of {table.split_dir} hold no image: {listed}"
+        if do_train:  # a class without a single example can never be learned
+            raise ValueError(f"{message}; add images or remove the folder(s) from train/ and val/")
+        LOGGER.warning("%s; those classes are not evaluated", message)
 
     sampler = _EpochKeySampler(len(table), rank_id, rank_size, shuffle=do_train, seed=seed)
     shard_size = len(sampler)

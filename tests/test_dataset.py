@@ -380,6 +380,88 @@ def test_a_long_run_of_unreadable_training_images_is_bridged(image_folder):
     assert unreadable_report("train").count >= 70
 
 
+def _png_header_only(path, width, height):
+    """A valid all-black greyscale PNG of width x height, streamed (never held in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    packer, row = zlib.compressobj(9), b"\0" * (width + 1)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_images_above_the_decode_bound_are_refused_unread(image_folder, caplog):
+    root = image_folder(num_classes=1, per_class={"val": 1})
+    big = root / "val" / "c00" / "huge.png"
+    _png_header_only(big, 8200, 8200)  # 67.2 M pixels, just above 2**26; Pillow alone would decode it
+    unreadable_report(log=False)
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        got = batches(create_dataset(root, False, 2, image_size=8, num_classes=1, num_workers=1))
+    assert np.concatenate([label for _, label in got]).tolist() == [-1, 0]  # huge.png sorts first
+    assert any(str(big) in m and "decode bound" in m for m in caplog.messages)
+    assert unreadable_report("val").paths == [str(big)]
+
+
+_PEAK_MEMORY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from src.dataset import create_dataset
+
+def status(field):  # KiB
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+
+for root in sys.argv[2:]:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak resident size (VmHWM) to the current one
+    start = status("VmRSS")
+    for _ in create_dataset(root, False, 1, image_size=32, num_classes=1, num_workers=1).create_tuple_iterator(
+            num_epochs=1, output_numpy=True):
+        pass
+    print(status("VmHWM") - start)
+"""
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc/self/clear_refs")
+def test_eval_of_an_extreme_aspect_ratio_stays_small(image_folder):
+    # 1 x 30000 pixels (a few KB): resizing its shorter side to 36 before cropping would allocate
+    # 36 x 1,080,000 pixels (~155 MB); one resampling of the crop's source region needs next to nothing.
+    normal = image_folder(num_classes=1, per_class={"val": 1}, size=(40, 40), ext=".png")
+    tall = image_folder(num_classes=1, per_class={"val": 0})
+    column = np.random.default_rng(0).integers(0, 256, (30000, 1, 3), dtype=np.uint8)
+    Image.fromarray(column).save(tall / "val" / "c00" / "tall.png")
+    result = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(REPO_ROOT), str(normal), str(tall)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    normal_kib, tall_kib = map(int, result.stdout.split()[-2:])
+    assert (tall_kib - normal_kib) / 1024 < 40, f"peak memory {normal_kib} KiB for a 40x40 image, {tall_kib} KiB " \
+                                               f"for one of 1 x 30000"
+
+
+def test_symlink_cycles_and_second_paths_are_listed_once(image_folder, caplog):
+    root = image_folder(num_classes=2, per_class={"val": 3}, ext=".png")
+    (root / "val" / "c00" / "loop").symlink_to(".")  # val/c00/loop -> val/c00: followed forever before
+    (root / "val" / "c01" / "alias.png").symlink_to(root / "val" / "c00" / "img_000.png")  # one file, two labels
+    (root / "val" / "c01" / "same").symlink_to(root / "val" / "c01")
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        assert count_images(root, "val") == 6
+    assert any("3 paths under" in m and "symlink cycles" in m for m in caplog.messages)
+    got = batches(create_dataset(root, False, 6, image_size=8, num_classes=2, num_workers=1))
+    assert np.concatenate([label for _, label in got]).tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_empty_class_folders_refused_in_train_warned_in_val(image_folder, caplog):
+    root = image_folder(num_classes=3, per_class={"train": [2, 0, 2], "val": [1, 0, 1]})
+    with pytest.raises(ValueError, match=r"1 class folder\(s\) of .*train hold no image: c01"):
+        create_dataset(root, True, 2, image_size=8, num_classes=3, num_workers=1)
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        create_dataset(root, False, 2, image_size=8, num_classes=3, num_workers=1)
+    assert any("hold no image: c01" in m and "not evaluated" in m for m in caplog.messages)
+
+
 # ----------------------------------------------------------------------------------- errors and helpers
 
 def test_layout_errors_name_the_path(tmp_path, image_folder):
