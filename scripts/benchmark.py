@@ -660,7 +660,7 @@ def prepare_imagenet_like(root=None):
     return root
 
 
-def _mindcv_loader(root, train, batch_size, image_size, workers):
+def _mindcv_loader(root, train, batch_size, image_size, workers, num_classes):
     """mindcv 0.3.0's loader with our recipe (what its train.py builds for swin/SNN-MLP-like configs)."""
     from mindcv.data import create_dataset as mindcv_dataset, create_loader, create_transforms
 
@@ -674,21 +674,38 @@ def _mindcv_loader(root, train, batch_size, image_size, workers):
         transform = create_transforms("imagenet", image_resize=image_size, is_training=False,
                                       interpolation="bicubic", crop_pct=0.875)
     return create_loader(dataset, batch_size, drop_remainder=train, is_training=train, mixup=0.8 if train else 0,
-                         cutmix=1.0 if train else 0, cutmix_prob=1.0, num_classes=DATA_CLASSES, transform=transform,
+                         cutmix=1.0 if train else 0, cutmix_prob=1.0, num_classes=num_classes, transform=transform,
                          num_parallel_workers=workers)
 
 
-def _ours_loader(root, train, batch_size, image_size, workers):
+def _ours_loader(root, train, batch_size, image_size, workers, num_classes):
     from src.dataset import create_dataset
 
-    return create_dataset(root, train, batch_size, image_size=image_size, num_classes=DATA_CLASSES,
+    return create_dataset(root, train, batch_size, image_size=image_size, num_classes=num_classes,
                           num_workers=workers)
 
 
+def cpu_seconds():
+    """CPU time used so far by this process (all its threads) and its worker processes."""
+    try:
+        import psutil
+    except ImportError:  # threads only then: worker processes are not counted
+        return time.process_time()
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:  # a worker that just exited
+            pass
+    return total
+
+
 def time_pipeline(build, batches, warmup_batches=2):
-    """Seconds for ``batches`` batches of a freshly built pipeline, after ``warmup_batches`` untimed ones (worker
-    start-up, first decode). The pipeline is stopped afterwards, so that no other measurement shares the cores
-    with its prefetching."""
+    """(wall seconds, CPU seconds) for ``batches`` batches of a freshly built pipeline, after
+    ``warmup_batches`` untimed ones (worker start-up, first decode). The pipeline is stopped afterwards, so
+    that no other measurement shares the cores with its prefetching."""
     dataset = build()
     iterator = dataset.create_tuple_iterator(num_epochs=-1, output_numpy=True)
 
@@ -702,9 +719,9 @@ def time_pipeline(build, batches, warmup_batches=2):
 
     try:
         fetch(warmup_batches)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         fetch(batches)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, cpu_seconds() - cpu
     finally:
         iterator.stop()
 
@@ -785,6 +802,9 @@ def data_rows(args, record):
             raise BenchmarkError(f"--data_path {root} is not a directory (expected an ImageFolder root)")
     else:
         root = prepare_imagenet_like()
+    from src.dataset import get_num_classes
+
+    num_classes = get_num_classes(root)
     have_mindcv = importlib.util.find_spec("mindcv") is not None
     if not have_mindcv:
         progress("data: mindcv not installed (pip install --no-deps mindcv==0.3.0 tqdm): ours alone")
@@ -794,32 +814,38 @@ def data_rows(args, record):
         pipeline = "train pipeline" if train else "eval pipeline"
         builders = {}
         for n in workers:
-            builders[("mindspore", n)] = lambda n=n: _ours_loader(root, train, batch, args.image_size, n)
-            if have_mindcv:
-                builders[("mindcv", n)] = lambda n=n: _mindcv_loader(root, train, batch, args.image_size, n)
+            for variant, loader in (("mindspore", _ours_loader), ("mindcv", _mindcv_loader)):
+                if variant == "mindspore" or have_mindcv:
+                    builders[(variant, n)] = lambda n=n, loader=loader: loader(root, train, batch, args.image_size, n,
+                                                                               num_classes)
         samples = {key: [] for key in builders}
+        cpu = {key: [] for key in builders}
+        images = args.data_batches * batch
         for r in range(args.repeats):  # round-robin: each repeat times every variant once, in turn
             for key, build in builders.items():
                 try:
-                    samples[key].append(time_pipeline(build, args.data_batches))
+                    wall, used = time_pipeline(build, args.data_batches)
+                    samples[key].append(wall)
+                    cpu[key].append(used)
                 except Exception as err:  # e.g. mindcv failing on this MindSpore; the others still count
                     traceback.print_exc()
                     samples[key] = err
                     builders[key] = None
             builders = {k: v for k, v in builders.items() if v is not None}
             progress(f"data {pipeline} repeat {r + 1}/{args.repeats}: " + ", ".join(
-                f"{v} x{n} {args.data_batches * batch / s[-1]:.0f} img/s" for (v, n), s in samples.items()
+                f"{v} x{n} {images / s[-1]:.0f} img/s" for (v, n), s in samples.items()
                 if isinstance(s, list) and s))
         for (variant, n), times in samples.items():
             if isinstance(times, Exception):
                 record(Row("data", variant, f"{pipeline} workers={n}", note=failure(times)))
                 continue
-            per_image_ms = statistics.median(times) / (args.data_batches * batch) * 1e3
-            note = f"{per_image_ms * n:.2f} ms/image/worker"
-            if have_mindcv and variant == "mindspore" and isinstance(samples.get(("mindcv", n)), list):
-                note += f"; {statistics.median(samples[('mindcv', n)]) / statistics.median(times):.2f}x mindcv"
-            record(Row("data", variant, f"{pipeline} workers={n}", "", "", times, args.data_batches * batch,
-                       note=note))
+            cpu_ms = statistics.median(cpu[(variant, n)]) / images * 1e3
+            note = f"{statistics.median(times) / images * n * 1e3:.2f} ms/image/worker, CPU {cpu_ms:.2f} ms/image"
+            other = samples.get(("mindcv", n))
+            if variant == "mindspore" and isinstance(other, list):
+                note += (f"; {statistics.median(other) / statistics.median(times):.2f}x mindcv, CPU "
+                         f"{statistics.median(cpu[('mindcv', n)]) / statistics.median(cpu[(variant, n)]):.2f}x")
+            record(Row("data", variant, f"{pipeline} workers={n}", "", "", times, images, note=note))
     stage_profile(root, args.image_size, batch, args.repeats, record)
 
 
