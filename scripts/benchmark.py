@@ -843,8 +843,10 @@ def data_rows(args, record):
             note = f"{statistics.median(times) / images * n * 1e3:.2f} ms/image/worker, CPU {cpu_ms:.2f} ms/image"
             other = samples.get(("mindcv", n))
             if variant == "mindspore" and isinstance(other, list):
-                note += (f"; {statistics.median(other) / statistics.median(times):.2f}x mindcv, CPU "
-                         f"{statistics.median(cpu[('mindcv', n)]) / statistics.median(cpu[(variant, n)]):.2f}x")
+                note += f"; {statistics.median(other) / statistics.median(times):.2f}x mindcv"
+                ours_cpu, other_cpu = statistics.median(cpu[(variant, n)]), statistics.median(cpu[("mindcv", n)])
+                if ours_cpu > 0 and other_cpu > 0:  # CPU clocks tick in 10 ms: a tiny run may read 0
+                    note += f", CPU {other_cpu / ours_cpu:.2f}x"
             record(Row("data", variant, f"{pipeline} workers={n}", "", "", times, images, note=note))
     stage_profile(root, args.image_size, batch, args.repeats, record)
 

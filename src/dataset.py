@@ -852,9 +852,10 @@ def create_dataset(dataset_path, do_train, batch_size, image_size=224, num_class
 
     ``rank_id``/``rank_size`` select a disjoint shard for data parallelism (every training shard has the
     same size). ``seed`` fixes shuffling and every augmentation: the same seed gives the same batches
-    whatever the worker count. ``num_workers`` defaults to ``default_num_workers(rank_size)``, or 1 when a
-    probe of a few samples shows them too cheap to gain from parallel workers (tiny images). ``aug``
-    overrides keys of ``DEFAULT_AUG`` (the ImageNet recipe); 0/None switches an effect off.
+    whatever the worker count. Workers are threads. ``num_workers=None`` times a few samples in one thread
+    and in ``default_num_workers(rank_size)`` threads and keeps the faster (1 for tiny images, whose
+    hand-over costs more than they do); docs/PERFORMANCE.md says how many cores a rank needs at a given
+    images/s. ``aug`` overrides keys of ``DEFAULT_AUG`` (the ImageNet recipe); 0/None switches an effect off.
     """
     _check_int("batch_size", batch_size, 1)
     _check_int("image_size", image_size, 1)
