@@ -129,7 +129,7 @@ def _class_names(split_dir):
 
 @dataclass
 class _FileTable:
-    """One split's images. Paths are a fixed-width byte array: cheap to share with forked workers."""
+    """One split's images. Paths are a fixed-width byte array: compact for a million files."""
     split_dir: str
     classes: list
     rel_paths: np.ndarray
@@ -151,20 +151,25 @@ class _Walk:
     def __init__(self, split_dir):
         self.split_dir = split_dir
         self.dirs, self.files = set(), {}  # (st_dev, st_ino) -> first relative path
-        self.ignored, self.repeated = [], []
+        self.ignored, self.repeated, self.unlistable = [], [], []
 
     def rel(self, path):
         return os.path.relpath(path, self.split_dir)
 
     def images(self, folder):
         """Relative paths of the images under ``folder``, in os.walk's top-down order, files sorted."""
-        stat = os.stat(folder)
+        try:
+            stat = os.stat(folder)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as error:  # no permission, vanished: its images cannot be read either
+            self.unlistable.append(f"{self.rel(folder)}/ ({error.strerror or error})")
+            return []
         if (stat.st_dev, stat.st_ino) in self.dirs:
             self.repeated.append(f"{self.rel(folder)}/ (a folder already listed)")
             return []
         self.dirs.add((stat.st_dev, stat.st_ino))
         found, subdirs = [], []
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        for entry in entries:
             rel = self.rel(entry.path)
             try:
                 is_dir = entry.is_dir()
@@ -205,6 +210,9 @@ def _scan_split(split_dir):
     if walk.ignored:
         LOGGER.warning("%d entries without an image extension ignored under %s: first %s", len(walk.ignored),
                        split_dir, ", ".join(walk.ignored[:5]))
+    if walk.unlistable:
+        LOGGER.warning("%d folders under %s could not be listed: first %s", len(walk.unlistable), split_dir,
+                       ", ".join(walk.unlistable[:3]))
     if walk.repeated:
         LOGGER.warning("%d paths under %s skipped as symlink cycles or second paths to a folder or file already "
                        "listed: first %s", len(walk.repeated), split_dir, ", ".join(walk.repeated[:3]))
