@@ -7,7 +7,9 @@ Sections (--sections, any of):
           beside a plain copy of the same tensor (ops.deepcopy) and the primitive scan, in the same run
   layers  GroupNorm(1), exact GELU, depthwise 3x3 and 1x1 conv alone on the first stage's activation, forward
           and forward+backward: the fused CPU kernels (src/fast_ops) vs MindSpore's operators vs PyTorch
-  data    the input pipeline alone (src.dataset on the embedded sklearn digits unless --data_path): images/s
+  data    the input pipeline alone, train and eval recipes at 1 and 2 workers (and --data_workers), on a generated
+          ImageNet-like JPEG folder (cached) unless --data_path: images/s, ms per image per worker, beside
+          mindcv 0.3.0's loader with the same recipe when mindcv is installed; then a per-stage profile
 
 Every measurement warms up first (GRAPH mode compiles then), then times --repeats calls and reports the median
 and the spread (min..max as a percentage of the median). The variants of one measurement (MindSpore with the
@@ -46,12 +48,14 @@ MODES = ("GRAPH", "PYNATIVE")
 PRECISIONS = ("fp32", "mixed")
 FAST_OPS = ("on", "off")
 NUM_CLASSES = 1000
+# The generated ImageFolder: ImageNet's typical sizes (400-640 x 300-480) and file size (~110 KB at quality 90).
+DATA_CLASSES, DATA_TRAIN_PER_CLASS, DATA_VAL_PER_CLASS = 2, 64, 32
 
 # What --quick sets (flags given explicitly still win): one small T configuration, every section, ~1 minute.
 QUICK = dict(model=["snnmlp_t"], batch_size=2, image_size=64, mode=["GRAPH"], precision=["fp32"],
-             fast_ops=["on", "off"], repeats=3, warmup=1, data_batches=4, min_sample_s=0.03)
+             fast_ops=["on", "off"], repeats=3, warmup=1, data_batches=2, min_sample_s=0.03)
 DEFAULTS = dict(model=["snnmlp_t"], batch_size=8, image_size=224, mode=["GRAPH"], precision=["fp32"],
-                fast_ops=["on"], repeats=5, warmup=2, data_batches=30, min_sample_s=0.2)
+                fast_ops=["on"], repeats=5, warmup=2, data_batches=6, min_sample_s=0.2)
 
 
 def describe(preset):
@@ -136,12 +140,16 @@ def parse_args(argv=None):
     parser.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default=None,
                         help="MindSpore device (default: MindSpore's default, CPU for the CPU wheel)")
     parser.add_argument("--data_path", default=None,
-                        help="ImageFolder root (train/ and val/) for the data section; default: the embedded "
-                             "sklearn digits, exported on first use (src.default_data)")
+                        help="ImageFolder root (train/ and val/) for the data section; default: generated "
+                             f"ImageNet-like JPEGs ({DATA_CLASSES} classes x {DATA_TRAIN_PER_CLASS} train + "
+                             f"{DATA_VAL_PER_CLASS} val, 400-640 x 300-480, ~110 KB), made once under "
+                             "$SNNMLP_HOME/data (default ~/.cache/snn_mlp/data)")
     parser.add_argument("--data_batches", type=positive_int, default=None,
                         help=f"batches timed per repeat in the data section (default {DEFAULTS['data_batches']})")
-    parser.add_argument("--data_workers", type=positive_int, default=None,
-                        help="parallel workers of the input pipeline (default: src.dataset's own choice)")
+    parser.add_argument("--data_workers", "--workers", type=positive_int, default=None,
+                        help="data section: a worker count measured besides 1 and 2")
+    parser.add_argument("--data_batch_size", type=positive_int, default=32,
+                        help="data section: images per batch (default 32, the recipe's per-card batch)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write the machine, the settings and every figure as JSON to PATH")
     parser.add_argument("--quick", action="store_true",
@@ -589,37 +597,258 @@ def layer_rows(args, torch, record):
 
 # ---------------------------------------------------------------- data
 
+_DATA_MARKER = "imagenet_like.json"
+_DATA_FORMAT = 2
+
+
+def imagenet_like_root():
+    from src.default_data import default_data_root
+
+    return os.path.join(os.path.dirname(default_data_root()), "imagenet_like")
+
+
+def _imagenet_like_image(index):
+    """A JPEG-worthy photo stand-in: smooth colour fields, mid-frequency texture and sensor noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng([7, index])
+    width, height = int(rng.integers(400, 641)), int(rng.integers(300, 481))
+    layers = []
+    for cells, amplitude in ((6, 110.0), (40, 45.0)):
+        grid = rng.uniform(-amplitude, amplitude, (cells * 3 // 4 + 1, cells + 1, 3)).astype(np.float32)
+        layers.append(np.stack([np.asarray(Image.fromarray(grid[..., c], mode="F").resize(
+            (width, height), Image.Resampling.BICUBIC)) for c in range(3)], axis=-1))
+    noise = rng.normal(0.0, 17.0, (height, width, 3)).astype(np.float32)
+    pixels = np.clip(128.0 + layers[0] + layers[1] + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def prepare_imagenet_like(root=None):
+    """Generate (once; kept while its marker matches) the benchmark's JPEG ImageFolder; returns its root."""
+    root = root or imagenet_like_root()
+    counts = {"train": DATA_TRAIN_PER_CLASS, "val": DATA_VAL_PER_CLASS}
+    marker = {"format": _DATA_FORMAT, "classes": DATA_CLASSES, "per_class": counts}
+    try:
+        with open(os.path.join(root, _DATA_MARKER), encoding="utf-8") as f:
+            if json.load(f) == marker:
+                return root
+    except (OSError, ValueError):
+        pass
+    import shutil
+    import tempfile
+
+    progress(f"data: generating {DATA_CLASSES} x ({DATA_TRAIN_PER_CLASS} + {DATA_VAL_PER_CLASS}) ImageNet-like "
+             f"JPEGs in {root}")
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".imagenet-like-", dir=os.path.dirname(root))
+    try:
+        index = 0
+        for split, per_class in counts.items():
+            for c in range(DATA_CLASSES):
+                folder = os.path.join(tmp, split, f"n{c:08d}")
+                os.makedirs(folder)
+                for i in range(per_class):
+                    _imagenet_like_image(index).save(os.path.join(folder, f"{i:04d}.JPEG"), quality=90)
+                    index += 1
+        with open(os.path.join(tmp, _DATA_MARKER), "w", encoding="utf-8") as f:
+            json.dump(marker, f)
+        shutil.rmtree(root, ignore_errors=True)  # an incomplete or outdated one
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _mindcv_loader(root, train, batch_size, image_size, workers, num_classes):
+    """mindcv 0.3.0's loader with our recipe (what its train.py builds for swin/SNN-MLP-like configs)."""
+    from mindcv.data import create_dataset as mindcv_dataset, create_loader, create_transforms
+
+    dataset = mindcv_dataset(name="imagenet", root=root, split="train" if train else "val", shuffle=train,
+                             num_parallel_workers=workers)
+    if train:
+        transform = create_transforms("imagenet", image_resize=image_size, is_training=True,
+                                      auto_augment="randaug-m9-mstd0.5-inc1", interpolation="bicubic",
+                                      re_prob=0.25, re_value="random", hflip=0.5)
+    else:
+        transform = create_transforms("imagenet", image_resize=image_size, is_training=False,
+                                      interpolation="bicubic", crop_pct=0.875)
+    return create_loader(dataset, batch_size, drop_remainder=train, is_training=train, mixup=0.8 if train else 0,
+                         cutmix=1.0 if train else 0, cutmix_prob=1.0, num_classes=num_classes, transform=transform,
+                         num_parallel_workers=workers)
+
+
+def _ours_loader(root, train, batch_size, image_size, workers, num_classes):
+    from src.dataset import create_dataset
+
+    return create_dataset(root, train, batch_size, image_size=image_size, num_classes=num_classes,
+                          num_workers=workers)
+
+
+def cpu_seconds():
+    """CPU time used so far by this process (all its threads) and its worker processes."""
+    try:
+        import psutil
+    except ImportError:  # threads only then: worker processes are not counted
+        return time.process_time()
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:  # a worker that just exited
+            pass
+    return total
+
+
+def time_pipeline(build, batches, warmup_batches=2):
+    """(wall seconds, CPU seconds) for ``batches`` batches of a freshly built pipeline, after
+    ``warmup_batches`` untimed ones (worker start-up, first decode). The pipeline is stopped afterwards, so
+    that no other measurement shares the cores with its prefetching."""
+    dataset = build()
+    iterator = dataset.create_tuple_iterator(num_epochs=-1, output_numpy=True)
+
+    def fetch(count):
+        while count:
+            try:
+                next(iterator)
+                count -= 1
+            except StopIteration:  # the end of an epoch; the next call starts the next one
+                continue
+
+    try:
+        fetch(warmup_batches)
+        started, cpu = time.perf_counter(), cpu_seconds()
+        fetch(batches)
+        return time.perf_counter() - started, cpu_seconds() - cpu
+    finally:
+        iterator.stop()
+
+
+def stage_profile(root, image_size, batch_size, repeats, record, images=32):
+    """One thread, the first ``images`` training files: the pipeline's stages one at a time, ms per image."""
+    import io
+    import multiprocessing
+
+    import numpy as np
+    from PIL import Image
+
+    from src import dataset as data
+
+    aug = data._resolve_aug(None)
+    table = data._scan_split(data._split_dir(root, "train"))
+    paths = [table.path(i) for i in range(min(images, len(table)))]
+    train, evaluate = data._TrainTransform(image_size, aug), data._EvalTransform(image_size, aug)
+    rngs = lambda: [np.random.default_rng([0, i]) for i in range(len(paths))]
+    blobs = [open(p, "rb").read() for p in paths]
+    decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
+    cropped = [train.geometry(Image.open(io.BytesIO(b)), r) for b, r in zip(blobs, rngs())]
+    arrays = [train.augment(img, r) for img, r in zip(cropped, rngs())]
+    keys = list(range(batch_size))
+    batch = [arrays[i % len(arrays)] for i in keys]
+    normalise = data._BatchFinisher(aug)
+    erasing = data._RandomErasing(1.0, 0)
+    mixing = data.MixupCutmix(DATA_CLASSES, seed=0)
+    normalised = normalise(batch, [0] * batch_size, keys)[0]
+    parent, child = multiprocessing.Pipe()
+
+    def per_image(fn, items):
+        return lambda: [fn(*item) for item in items]
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def through_pipe(array):
+        parent.send(array)
+        return child.recv()
+
+    stages = {
+        "read (file bytes)": per_image(read, [(p,) for p in paths]),
+        "decode (full size, as before)": per_image(lambda b: Image.open(io.BytesIO(b)).convert("RGB"),
+                                                   [(b,) for b in blobs]),
+        "crop+resize from decoded (as before)": per_image(
+            lambda img, r: img.resize((image_size,) * 2, train.resample,
+                                      box=data._random_resized_crop_box(img.width, img.height, train.scale, r)),
+            list(zip(decoded, rngs()))),
+        "decode+crop+resize as run (draft, one resampling)": per_image(
+            lambda b, r: train.geometry(Image.open(io.BytesIO(b)), r), list(zip(blobs, rngs()))),
+        "flip + RandAugment": per_image(train.augment, list(zip(cropped, rngs()))),
+        "eval: decode+resize+centre crop as run": per_image(lambda b: evaluate.geometry(Image.open(io.BytesIO(b))),
+                                                            [(b,) for b in blobs]),
+        "eval: resize then crop (as before)": per_image(
+            lambda img: img.resize((int(image_size / aug["crop_pct"]),) * 2, evaluate.resample), [(d,) for d in decoded]),
+        "normalise + HWC->CHW (per batch)": lambda: normalise(batch, [0] * batch_size, keys),
+        "random erasing (p=1, per batch)": lambda: [erasing(x, k) for x, k in zip(normalised.copy(), keys)],
+        "mixup/cutmix (per batch, in place)": lambda: mixing.mix(normalised.copy(), [0] * batch_size, 0),
+        "process hand-over (pipe, not used)": per_image(through_pipe, [(a,) for a in arrays]),
+    }
+    batch_stages = {"normalise + HWC->CHW (per batch)", "random erasing (p=1, per batch)",
+                    "mixup/cutmix (per batch, in place)"}
+    samples = round_robin(stages, 1, repeats, "data profile")
+    for stage, times in samples.items():
+        count = batch_size if stage in batch_stages else len(paths)
+        record(Row("data", "profile", stage, "", "", times, count,
+                   note=f"{statistics.median(times) / count * 1e3:.2f} ms/image, one thread"))
+
+
 def data_rows(args, record):
-    from src.dataset import create_dataset, get_num_classes
+    import importlib.util
 
     if args.data_path:
         root = args.data_path
         if not os.path.isdir(root):
             raise BenchmarkError(f"--data_path {root} is not a directory (expected an ImageFolder root)")
     else:
-        from src.default_data import prepare_default_data
+        root = prepare_imagenet_like()
+    from src.dataset import get_num_classes
 
-        progress("data: preparing the embedded digits")
-        root = prepare_default_data()
-    dataset = create_dataset(root, True, args.batch_size, image_size=args.image_size,
-                             num_classes=get_num_classes(root), num_workers=args.data_workers)
-    batches_per_epoch = dataset.get_dataset_size()
-    batches = min(args.data_batches, batches_per_epoch)
-    iterator = dataset.create_tuple_iterator(num_epochs=-1, output_numpy=True)
-
-    def call():
-        fetched = 0
-        while fetched < batches:
-            try:
-                next(iterator)
-                fetched += 1
-            except StopIteration:  # the end of an epoch; the next call starts the next one
+    num_classes = get_num_classes(root)
+    have_mindcv = importlib.util.find_spec("mindcv") is not None
+    if not have_mindcv:
+        progress("data: mindcv not installed (pip install --no-deps mindcv==0.3.0 tqdm): ours alone")
+    workers = sorted({1, 2, *([args.data_workers] if args.data_workers else [])})
+    batch = args.data_batch_size
+    for train in (True, False):
+        pipeline = "train pipeline" if train else "eval pipeline"
+        builders = {}
+        for n in workers:
+            for variant, loader in (("mindspore", _ours_loader), ("mindcv", _mindcv_loader)):
+                if variant == "mindspore" or have_mindcv:
+                    builders[(variant, n)] = lambda n=n, loader=loader: loader(root, train, batch, args.image_size, n,
+                                                                               num_classes)
+        samples = {key: [] for key in builders}
+        cpu = {key: [] for key in builders}
+        images = args.data_batches * batch
+        for r in range(args.repeats):  # round-robin: each repeat times every variant once, in turn
+            for key, build in builders.items():
+                try:
+                    wall, used = time_pipeline(build, args.data_batches)
+                    samples[key].append(wall)
+                    cpu[key].append(used)
+                except Exception as err:  # e.g. mindcv failing on this MindSpore; the others still count
+                    traceback.print_exc()
+                    samples[key] = err
+                    builders[key] = None
+            builders = {k: v for k, v in builders.items() if v is not None}
+            progress(f"data {pipeline} repeat {r + 1}/{args.repeats}: " + ", ".join(
+                f"{v} x{n} {images / s[-1]:.0f} img/s" for (v, n), s in samples.items()
+                if isinstance(s, list) and s))
+        for (variant, n), times in samples.items():
+            if isinstance(times, Exception):
+                record(Row("data", variant, f"{pipeline} workers={n}", note=failure(times)))
                 continue
-
-    samples = round_robin({"mindspore": call}, args.warmup, args.repeats, f"data {batches} batches")
-    note = f"{batches} batches of {args.batch_size} per call, train augmentations, {root}"
-    record(Row("data", "mindspore", "train pipeline", "", "", samples["mindspore"], batches * args.batch_size,
-               note=note))
+            cpu_ms = statistics.median(cpu[(variant, n)]) / images * 1e3
+            note = f"{statistics.median(times) / images * n * 1e3:.2f} ms/image/worker, CPU {cpu_ms:.2f} ms/image"
+            other = samples.get(("mindcv", n))
+            if variant == "mindspore" and isinstance(other, list):
+                note += f"; {statistics.median(other) / statistics.median(times):.2f}x mindcv"
+                ours_cpu, other_cpu = statistics.median(cpu[(variant, n)]), statistics.median(cpu[("mindcv", n)])
+                if ours_cpu > 0 and other_cpu > 0:  # CPU clocks tick in 10 ms: a tiny run may read 0
+                    note += f", CPU {other_cpu / ours_cpu:.2f}x"
+            record(Row("data", variant, f"{pipeline} workers={n}", "", "", times, images, note=note))
+    stage_profile(root, args.image_size, batch, args.repeats, record)
 
 
 # ---------------------------------------------------------------- output

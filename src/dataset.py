@@ -18,34 +18,42 @@ How it is built, and why:
 * A sampler yields keys ``epoch * num_images + index``. Every random choice made for a sample is drawn
   from a generator seeded by ``(seed, key)``, and mixup's from ``(seed, first key of the batch)``, so a
   batch depends on the seed alone, not on worker count or scheduling.
-* Reading, decoding, cropping and the PIL augmentations run in the ``GeneratorDataset`` source (in
-  worker processes when there are several workers); normalisation and HWC->CHW are
-  ``mindspore.dataset.vision`` C++ ops; erasing and mixup follow on the normalised tensors (timm's order).
-* Unreadable files (corrupt, truncated, not an image) are logged by path with the ``snn_mlp`` logger and
-  recorded in a per-process log that the workers append to; ``unreadable_report()`` summarises them in
-  the main process at the end of an epoch or an evaluation. Training substitutes the next readable image
-  in the file list; evaluation emits a black placeholder with label ``-1`` so that every batch keeps its
+* Reading, decoding, cropping and the PIL augmentations run in the ``GeneratorDataset`` source, in
+  worker threads: Pillow releases the GIL while it decodes and resamples, and a thread hands a sample over
+  without pickling it (worker processes were slower than one worker on 2 cores). ``num_workers=None``
+  times a few samples in 1 thread and in ``default_num_workers()`` threads and keeps the faster.
+* Decoding is lazy: the random-resized-crop box is drawn from the header's size, a JPEG is decoded at
+  1/2..1/8 scale (libjpeg DCT scaling) when the box stays at least the output size at that scale, and the
+  box is resampled to the output in one step; evaluation likewise resamples the source region of its
+  centre crop once instead of resizing the whole image then cropping. Images above ``2**26`` pixels are
+  refused as unreadable, so no file can make the loader allocate more than that.
+* Normalisation, HWC->CHW, random erasing and mixup/cutmix run per batch in one numpy pass, in place
+  (timm's order: erasing on the normalised sample, then mixing).
+* The scan follows symlinked folders but lists every folder and file once (cycles and second paths are
+  skipped with a warning); a class folder without images is an error in ``train/``, a warning in ``val/``.
+* Unreadable files (corrupt, truncated, not an image, too large) are logged by path with the ``snn_mlp``
+  logger and recorded; ``unreadable_report()`` summarises them at the end of an epoch or an evaluation.
+  Training substitutes the next readable image in the file list (a split with none is refused by
+  ``create_dataset``); evaluation emits a black placeholder with label ``-1`` so that every batch keeps its
   place: **eval consumers must ignore rows with ``label < 0``** (accuracy over the readable images).
 """
-import atexit
 import io
 import logging
 import math
 import os
-import shutil
-import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 import mindspore.dataset as ds
-from mindspore.dataset import vision
 
 __all__ = ["create_dataset", "get_num_classes", "count_images", "unreadable_report", "UnreadableSummary",
            "DEFAULT_AUG", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "default_num_workers",
-           "RandAugment", "parse_rand_augment", "MixupCutmix"]
+           "RandAugment", "parse_rand_augment", "MixupCutmix", "ImageTooLarge"]
 
 LOGGER = logging.getLogger("snn_mlp")
 
@@ -78,12 +86,18 @@ _INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resamp
 _CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 # Independent random streams per purpose, so turning one effect off does not shift another's draws.
 _STREAM_SHUFFLE, _STREAM_SAMPLE, _STREAM_ERASE, _STREAM_MIX = range(4)
-# Samples cheaper than this (32x32 digits: 0.2-1 ms; 500x375 JPEGs at 224: 3.5-4 ms) load faster in one
-# worker than spread over several: measured on 2 cores, 1 worker ~1200 img/s, 2 worker processes ~700.
-_CHEAP_SAMPLE_SECONDS = 0.002
-_PROBE_SAMPLES = 8
-# Consecutive unreadable files tolerated while looking for a training substitute.
-_MAX_SUBSTITUTE_TRIES = 64
+# The worker probe: samples timed in one thread, then in the candidate number of threads.
+_PROBE_SAMPLES = 9
+# More threads must beat one by this factor to be chosen (the probe is short; the machine may be loaded).
+_PROBE_MIN_GAIN = 1.1
+# Images with more pixels than this (8192 x 8192) are refused as unreadable instead of decoded (256 MiB).
+_MAX_DECODE_PIXELS = 1 << 26
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more than ``_MAX_DECODE_PIXELS`` pixels."""
+
+
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
@@ -115,11 +129,12 @@ def _class_names(split_dir):
 
 @dataclass
 class _FileTable:
-    """One split's images. Paths are a fixed-width byte array: cheap to share with forked workers."""
+    """One split's images. Paths are a fixed-width byte array: compact for a million files."""
     split_dir: str
     classes: list
     rel_paths: np.ndarray
     labels: np.ndarray
+    empty_classes: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.labels)
@@ -128,28 +143,83 @@ class _FileTable:
         return os.path.join(self.split_dir, os.fsdecode(self.rel_paths[index]))
 
 
+class _Walk:
+    """Sorted depth-first listing of class folders that follows symlinks but reaches every directory and every
+    file once: a symlink cycle (``loop -> .``) or a second path to the same folder or file (a symlink, a hard
+    link) is skipped and reported, so no image counts twice and no label is ambiguous."""
+
+    def __init__(self, split_dir):
+        self.split_dir = split_dir
+        self.dirs, self.files = set(), {}  # (st_dev, st_ino) -> first relative path
+        self.ignored, self.repeated, self.unlistable = [], [], []
+
+    def rel(self, path):
+        return os.path.relpath(path, self.split_dir)
+
+    def images(self, folder):
+        """Relative paths of the images under ``folder``, in os.walk's top-down order, files sorted."""
+        try:
+            stat = os.stat(folder)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as error:  # no permission, vanished: its images cannot be read either
+            self.unlistable.append(f"{self.rel(folder)}/ ({error.strerror or error})")
+            return []
+        if (stat.st_dev, stat.st_ino) in self.dirs:
+            self.repeated.append(f"{self.rel(folder)}/ (a folder already listed)")
+            return []
+        self.dirs.add((stat.st_dev, stat.st_ino))
+        found, subdirs = [], []
+        for entry in entries:
+            rel = self.rel(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                if not is_dir:
+                    # A plain file's inode is known without a stat; a symlink's target needs one.
+                    target = entry.stat() if entry.is_symlink() else None
+                    key = (target.st_dev, target.st_ino) if target else (stat.st_dev, entry.inode())
+            except OSError:  # a dangling symlink: left for the reader to report as unreadable
+                is_dir, key = False, None
+            if entry.name.startswith("."):
+                self.ignored.append(rel)
+            elif is_dir:
+                subdirs.append(entry.path)
+            elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+                self.ignored.append(rel)
+            elif key is not None and key in self.files:
+                self.repeated.append(f"{rel} (the same file as {self.files[key]})")
+            else:
+                if key is not None:
+                    self.files[key] = rel
+                found.append(rel)
+        for subdir in subdirs:
+            found += self.images(subdir)
+        return found
+
+
 def _scan_split(split_dir):
     classes = _class_names(split_dir)
     LOGGER.info("scanning %s (%d classes)", split_dir, len(classes))
-    rel_paths, labels, ignored = [], [], []
+    walk = _Walk(split_dir)
+    rel_paths, labels, empty = [], [], []
     for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(os.path.join(split_dir, name), followlinks=True):
-            ignored += [os.path.relpath(os.path.join(dirpath, d), split_dir) for d in dirnames if d.startswith(".")]
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # in place: steers os.walk
-            for filename in sorted(filenames):
-                rel = os.path.relpath(os.path.join(dirpath, filename), split_dir)
-                if filename.startswith(".") or os.path.splitext(filename)[1].lower() not in IMAGE_EXTENSIONS:
-                    ignored.append(rel)
-                    continue
-                rel_paths.append(os.fsencode(rel))
-                labels.append(label)
-    if ignored:
-        LOGGER.warning("%d entries without an image extension ignored under %s: first %s", len(ignored),
-                       split_dir, ", ".join(ignored[:5]))
+        images = walk.images(os.path.join(split_dir, name))
+        if not images:
+            empty.append(name)
+        rel_paths += [os.fsencode(rel) for rel in images]
+        labels += [label] * len(images)
+    if walk.ignored:
+        LOGGER.warning("%d entries without an image extension ignored under %s: first %s", len(walk.ignored),
+                       split_dir, ", ".join(walk.ignored[:5]))
+    if walk.unlistable:
+        LOGGER.warning("%d folders under %s could not be listed: first %s", len(walk.unlistable), split_dir,
+                       ", ".join(walk.unlistable[:3]))
+    if walk.repeated:
+        LOGGER.warning("%d paths under %s skipped as symlink cycles or second paths to a folder or file already "
+                       "listed: first %s", len(walk.repeated), split_dir, ", ".join(walk.repeated[:3]))
     if not labels:
         raise ValueError(f"no images (extensions {', '.join(sorted(IMAGE_EXTENSIONS))}) in the class folders "
                          f"of {split_dir} ({LAYOUT})")
-    return _FileTable(split_dir, classes, np.array(rel_paths, dtype=np.bytes_), np.array(labels, np.int32))
+    return _FileTable(split_dir, classes, np.array(rel_paths, dtype=np.bytes_), np.array(labels, np.int32), empty)
 
 
 def get_num_classes(dataset_path):
@@ -198,28 +268,14 @@ class UnreadableSummary:
         return f"{self.count} unreadable images skipped: first paths {', '.join(self.paths[:5])}"
 
 
-_RECORD_DIR = None
-_RECORD_OWNER = None
-_REPORTED_BYTES = {}
+# Unreadable paths met by the loader threads since the last report, per split.
+_UNREADABLE = {split: [] for split in SPLITS}
+_UNREADABLE_LOCK = threading.Lock()
 
 
-def _record_path(split):
-    """Per-process file that workers (threads or forked/spawned processes) append unreadable paths to."""
-    global _RECORD_DIR, _RECORD_OWNER
-    if _RECORD_DIR is None or _RECORD_OWNER != os.getpid():
-        _RECORD_DIR = tempfile.mkdtemp(prefix="snn_mlp_unreadable_")
-        _RECORD_OWNER = os.getpid()
-        _REPORTED_BYTES.clear()
-        atexit.register(_remove_record_dir, _RECORD_DIR, _RECORD_OWNER)
-    path = os.path.join(_RECORD_DIR, f"{split}.log")
-    open(path, "a").close()
-    return path
-
-
-def _remove_record_dir(path, owner):
-    # Forked workers inherit atexit handlers; only the creating process may delete the records.
-    if os.getpid() == owner:
-        shutil.rmtree(path, ignore_errors=True)
+def _record_unreadable(split, path):
+    with _UNREADABLE_LOCK:
+        _UNREADABLE[split].append(path)
 
 
 def unreadable_report(split=None, log=True):
@@ -232,18 +288,9 @@ def unreadable_report(split=None, log=True):
         raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
     total = UnreadableSummary()
     for name in (SPLITS if split is None else (split,)):
-        if _RECORD_DIR is None or _RECORD_OWNER != os.getpid():
-            continue
-        path = os.path.join(_RECORD_DIR, f"{name}.log")
-        if not os.path.exists(path):
-            continue
-        with open(path, "rb") as record:
-            record.seek(_REPORTED_BYTES.get(name, 0))
-            data = record.read()
-        complete = data[:data.rfind(b"\n") + 1]  # a line still being written is left for the next report
-        _REPORTED_BYTES[name] = _REPORTED_BYTES.get(name, 0) + len(complete)
-        lines = [os.fsdecode(line) for line in complete.splitlines()]
-        summary = UnreadableSummary(len(lines), list(dict.fromkeys(lines)))
+        with _UNREADABLE_LOCK:
+            events, _UNREADABLE[name] = _UNREADABLE[name], []
+        summary = UnreadableSummary(len(events), list(dict.fromkeys(events)))
         if log and summary.count:
             LOGGER.warning("%s: %s", name, summary)
         total.count += summary.count
@@ -414,8 +461,36 @@ def _random_resized_crop_box(width, height, scale, rng):
     return left, top, left + w, top + h
 
 
+def _reduced_decode(img, box, size):
+    """Let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale (DCT scaling, ``Image.draft``) when ``box`` is still
+    at least ``size`` pixels on each side at that scale; -> (image, box in its coordinates). Other formats and
+    crops too small to gain are returned unchanged."""
+    factor = min(box[2] - box[0], box[3] - box[1]) / size
+    if img.format != "JPEG" or factor < 2:
+        return img, box
+    reduce = 8 if factor >= 8 else 4 if factor >= 4 else 2
+    width = img.width
+    drafted = img.draft("RGB", (width // reduce, img.height // reduce))
+    if drafted is None:  # a JPEG libjpeg cannot scale (e.g. already configured)
+        return img, box
+    scale = drafted[1][2] / width  # draft's box: the original extent in the new coordinates
+    return img, tuple(c * scale for c in box)
+
+
+def _resized_rgb(img, box, size, resample):
+    """The ``box`` of a not yet decoded image, resampled once to ``size`` x ``size`` RGB: decoding stops at the
+    scale the crop needs, and no image larger than the source or the output is ever allocated."""
+    img, box = _reduced_decode(img, box, size)
+    if img.mode not in ("RGB", "L"):  # palette, alpha, 16-bit...: to RGB first, as a decode to RGB would
+        img = img.convert("RGB")
+    out = img.resize((size, size), resample, box=box)
+    return out if out.mode == "RGB" else out.convert("RGB")  # grey: resampling commutes with the replication
+
+
 class _TrainTransform:
-    """PIL image -> augmented HWC uint8: resized crop, flip, RandAugment or colour jitter."""
+    """Opened image -> augmented HWC uint8: resized crop, flip, RandAugment or colour jitter.
+
+    ``geometry`` (decode, crop, resize) is where unreadable files fail; ``augment`` works on the output."""
 
     def __init__(self, image_size, aug):
         self.image_size = image_size
@@ -428,9 +503,12 @@ class _TrainTransform:
             fill = tuple(min(255, round(255 * m)) for m in aug["mean"])
             self.rand_augment = parse_rand_augment(aug["auto_augment"], fill=fill, resample=self.resample)
 
-    def __call__(self, img, rng):
+    def geometry(self, img, rng):
+        # The box needs only the header's size, so it is drawn before decoding.
         box = _random_resized_crop_box(img.width, img.height, self.scale, rng)
-        img = img.resize((self.image_size, self.image_size), self.resample, box=box)
+        return _resized_rgb(img, box, self.image_size, self.resample)
+
+    def augment(self, img, rng):
         if self.hflip and rng.random() < self.hflip:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if self.rand_augment is not None:
@@ -441,29 +519,34 @@ class _TrainTransform:
 
 
 class _EvalTransform:
-    """PIL image -> HWC uint8: shorter side to ``int(image_size / crop_pct)``, centre crop (torchvision's
-    arithmetic, so the released checkpoints see the pixels they were evaluated on)."""
+    """Opened image -> HWC uint8: shorter side to ``int(image_size / crop_pct)``, centre crop (torchvision's
+    arithmetic, so the released checkpoints see the pixels they were evaluated on), done as one resampling
+    of the source region that lands in the crop: the full resized image is never made."""
 
     def __init__(self, image_size, aug):
         self.image_size = image_size
         self.resize_to = int(image_size / aug["crop_pct"])
         self.resample = _INTERPOLATIONS[aug["interpolation"]]
 
-    def __call__(self, img, rng=None):
+    def geometry(self, img, rng=None):
         width, height = img.size
         if width <= height:
             size = (self.resize_to, int(self.resize_to * height / width))
         else:
             size = (int(self.resize_to * width / height), self.resize_to)
-        img = img.resize(size, self.resample)
         top = int(round((size[1] - self.image_size) / 2.0))
         left = int(round((size[0] - self.image_size) / 2.0))
-        img = img.crop((left, top, left + self.image_size, top + self.image_size))
+        sx, sy = width / size[0], height / size[1]
+        box = (left * sx, top * sy, (left + self.image_size) * sx, (top + self.image_size) * sy)
+        return _resized_rgb(img, box, self.image_size, self.resample)
+
+    def augment(self, img, rng=None):
         return np.asarray(img, dtype=np.uint8)
 
 
 class _RandomErasing:
-    """timm RandomErasing (mode 'pixel', one box): erase 2%..1/3 of a CHW image with N(0, 1) noise."""
+    """timm RandomErasing (mode 'pixel', one box): erase 2%..1/3 of a normalised CHW image with N(0, 1) noise,
+    in place."""
 
     def __init__(self, probability, seed):
         self.probability, self.seed = probability, seed
@@ -471,7 +554,7 @@ class _RandomErasing:
     def __call__(self, image, key):
         rng = np.random.default_rng([self.seed, _STREAM_ERASE, int(key)])
         if rng.random() > self.probability:
-            return image, key
+            return
         channels, height, width = image.shape
         log_ratio = (math.log(0.3), math.log(1 / 0.3))
         for _ in range(10):
@@ -482,10 +565,8 @@ class _RandomErasing:
             if w < width and h < height:
                 top = int(rng.integers(0, height - h + 1))
                 left = int(rng.integers(0, width - w + 1))
-                image = image.copy()
                 image[:, top:top + h, left:left + w] = rng.standard_normal((channels, h, w), dtype=np.float32)
-                break
-        return image, key
+                return
 
 
 class MixupCutmix:
@@ -525,16 +606,29 @@ class MixupCutmix:
         lam = 1.0 - (bottom - top) * (right - left) / float(height * width)
         return lam, (int(top), int(bottom), int(left), int(right))
 
-    def __call__(self, images, labels, keys, batch_info=None):
-        x = np.stack(images).astype(np.float32, copy=False)
-        rng = np.random.default_rng([self.seed, _STREAM_MIX, int(keys[0])])
+    def mix(self, x, labels, first_key):
+        """Mix the float32 NCHW batch ``x`` in place; -> soft targets. Random draws come from the batch's first
+        key, so the result does not depend on which worker built the batch."""
+        rng = np.random.default_rng([self.seed, _STREAM_MIX, int(first_key)])
         lam, box = self.draw(rng, x.shape[2], x.shape[3])
         if box is not None:
             top, bottom, left, right = box
             x[:, :, top:bottom, left:right] = x[::-1, :, top:bottom, left:right].copy()
         elif lam < 1.0:
-            x = lam * x + (1.0 - lam) * x[::-1]
-        return x.astype(np.float32, copy=False), self.soft_targets(np.asarray(labels, np.int64), lam)
+            # Sample i and its partner n-1-i become lam * self + (1 - lam) * partner (timm's batch mode), with
+            # half a batch of scratch instead of batch-sized temporaries; the same float32 operations, so the
+            # same bits as the out-of-place formula.
+            pairs = len(x) // 2
+            head, tail = x[:pairs], x[::-1][:pairs]
+            tail_partner = head * np.float32(1.0 - lam)
+            head *= np.float32(lam)
+            head += tail * np.float32(1.0 - lam)
+            tail *= np.float32(lam)
+            tail += tail_partner
+            if len(x) % 2:  # the middle sample of an odd batch is its own partner
+                middle = x[pairs]
+                x[pairs] = middle * np.float32(lam) + middle * np.float32(1.0 - lam)
+        return self.soft_targets(np.asarray(labels, np.int64), lam)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -579,62 +673,115 @@ class _ImageSource:
     def __init__(self, table, transform, image_size, seed, split, train):
         self.table, self.transform, self.image_size = table, transform, image_size
         self.seed, self.split, self.train = seed, split, train
-        self.record_path = _record_path(split)  # a plain path, so spawned workers can append too
-        self._warned = set()
+        self._warned, self._unreadable = set(), set()
 
     def __len__(self):
         return len(self.table)
 
-    def _decode(self, index, record=True):
+    def _open(self, path):
+        """The file's bytes opened lazily (header only); refuses sizes above the decode bound."""
+        with open(path, "rb") as file:
+            img = Image.open(io.BytesIO(file.read()))
+        if img.width * img.height > _MAX_DECODE_PIXELS:
+            raise ImageTooLarge(f"{img.width} x {img.height} pixels, above the decode bound of "
+                                f"{_MAX_DECODE_PIXELS} pixels")
+        return img
+
+    def _geometry(self, index, rng, record=True):
+        """Decode, crop and resize image ``index`` -> RGB PIL image at the output size, or None if unreadable."""
         path = self.table.path(index)
         try:
-            with open(path, "rb") as file:
-                data = file.read()
-            with Image.open(io.BytesIO(data)) as img:
-                return img.convert("RGB")
+            return self.transform.geometry(self._open(path), rng)
         except _DECODE_ERRORS as error:
             if record:
                 self._record(path, error)
             return None
 
-    def seconds_per_sample(self, keys):
-        """Mean time to read, decode and transform these samples here (the first one warms up, untimed);
-        failures are not recorded."""
-        start = None
-        for key in keys:
-            img = self._decode(key % len(self.table), record=False)
+    def _sample_rng(self, key):
+        return np.random.default_rng([self.seed, _STREAM_SAMPLE, key])
+
+    def seconds_per_sample(self, keys, threads=1):
+        """Wall time per sample to read, decode and transform these samples here, in ``threads`` threads
+        (the first sample warms up, untimed); failures are not recorded."""
+        def run(key):
+            rng = self._sample_rng(key)
+            img = self._geometry(key % len(self.table), rng, record=False)
             if img is not None:
-                self.transform(img, np.random.default_rng(key))
-            start = start or time.perf_counter()
-        return 0.0 if start is None else (time.perf_counter() - start) / max(1, len(keys) - 1)
+                self.transform.augment(img, rng)
+
+        if not keys:
+            return 0.0
+        run(keys[0])
+        started = time.perf_counter()
+        if threads == 1:
+            for key in keys[1:]:
+                run(key)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(run, keys[1:]))
+        return (time.perf_counter() - started) / max(1, len(keys) - 1)
+
+    def first_readable(self):
+        """Index of the first image that decodes; ValueError (one line) when none does."""
+        for index in range(len(self.table)):
+            if self._geometry(index, self._sample_rng(0), record=False) is not None:
+                return index
+        raise ValueError(f"none of the {len(self.table)} images under {self.table.split_dir} can be read "
+                         f"(first: {self.table.path(0)}): check the files and their permissions")
 
     def _record(self, path, error):
-        if path not in self._warned:  # once per worker; the epoch summary counts every occurrence
+        if path not in self._warned:  # once per source; the epoch summary counts every occurrence
             self._warned.add(path)
             LOGGER.warning("%s: skipping unreadable image %s (%s: %s)", self.split, path, type(error).__name__,
                            error)
-        with open(self.record_path, "ab") as record:
-            record.write(os.fsencode(path.replace("\n", " ")) + b"\n")
+        _record_unreadable(self.split, path)
 
     def __getitem__(self, key):
         key = int(key)
         index = key % len(self.table)
-        rng = np.random.default_rng([self.seed, _STREAM_SAMPLE, key])
-        img = self._decode(index)
+        rng = self._sample_rng(key)
+        img = self._geometry(index, rng)
         label = self.table.labels[index]
         if img is None and not self.train:
             placeholder = np.zeros((self.image_size, self.image_size, 3), np.uint8)
             return placeholder, np.int32(-1), np.int64(key)
+        if img is None:
+            self._unreadable.add(index)
         tries = 0
         while img is None:  # training: the next readable image in file order takes the place
             tries += 1
-            if tries >= min(_MAX_SUBSTITUTE_TRIES, len(self.table)):
-                raise RuntimeError(f"{tries} consecutive unreadable images from {self.table.path(index)}: "
-                                   f"is {self.table.split_dir} readable?")
+            if tries >= len(self.table):  # every file turned unreadable after create_dataset found one
+                raise RuntimeError(f"no readable image left under {self.table.split_dir}")
             substitute = (index + tries) % len(self.table)
-            img = self._decode(substitute)
+            if substitute in self._unreadable:  # a run of bad files is decoded once per source, not per sample
+                continue
+            rng = self._sample_rng(key)  # draws as if the substitute had been the file read first
+            img = self._geometry(substitute, rng)
             label = self.table.labels[substitute]
-        return self.transform(img, rng), np.int32(label), np.int64(key)
+            if img is None:
+                self._unreadable.add(substitute)
+        return self.transform.augment(img, rng), np.int32(label), np.int64(key)
+
+
+class _BatchFinisher:
+    """A batch of HWC uint8 images -> normalised float32 NCHW, erased and mixed in place (training), in one
+    pass over the batch in the loader's batch workers: no per-image C++ round trips, no extra copies."""
+
+    def __init__(self, aug, erasing=None, mixing=None):
+        self.mean = np.array([255.0 * m for m in aug["mean"]], np.float32).reshape(1, 3, 1, 1)
+        self.std = np.array([255.0 * s for s in aug["std"]], np.float32).reshape(1, 3, 1, 1)
+        self.erasing, self.mixing = erasing, mixing
+
+    def __call__(self, images, labels, keys, batch_info=None):
+        x = np.empty((len(images), 3, *images[0].shape[:2]), np.float32)
+        np.subtract(np.stack(images).transpose(0, 3, 1, 2), self.mean, out=x)
+        x /= self.std
+        if self.mixing is None:
+            return x, np.asarray(labels, np.int32)
+        if self.erasing is not None:
+            for image, key in zip(x, keys):
+                self.erasing(image, key)
+        return x, self.mixing.mix(x, labels, keys[0])
 
 
 def _resolve_aug(aug):
@@ -713,9 +860,10 @@ def create_dataset(dataset_path, do_train, batch_size, image_size=224, num_class
 
     ``rank_id``/``rank_size`` select a disjoint shard for data parallelism (every training shard has the
     same size). ``seed`` fixes shuffling and every augmentation: the same seed gives the same batches
-    whatever the worker count. ``num_workers`` defaults to ``default_num_workers(rank_size)``, or 1 when a
-    probe of a few samples shows them too cheap to gain from parallel workers (tiny images). ``aug``
-    overrides keys of ``DEFAULT_AUG`` (the ImageNet recipe); 0/None switches an effect off.
+    whatever the worker count. Workers are threads. ``num_workers=None`` times a few samples in one thread
+    and in ``default_num_workers(rank_size)`` threads and keeps the faster (1 for tiny images, whose
+    hand-over costs more than they do); docs/PERFORMANCE.md says how many cores a rank needs at a given
+    images/s. ``aug`` overrides keys of ``DEFAULT_AUG`` (the ImageNet recipe); 0/None switches an effect off.
     """
     _check_int("batch_size", batch_size, 1)
     _check_int("image_size", image_size, 1)
@@ -734,6 +882,12 @@ def create_dataset(dataset_path, do_train, batch_size, image_size=224, num_class
         raise ValueError(f"{table.split_dir} has {len(table.classes)} class folders but num_classes is "
                          f"{num_classes}")
     _check_matching_classes(dataset_path, split, table.classes)
+    if table.empty_classes:
+        listed = ", ".join(table.empty_classes[:5]) + (", ..." if len(table.empty_classes) > 5 else "")
+        message = f"{len(table.empty_classes)} class folder(s) of {table.split_dir} hold no image: {listed}"
+        if do_train:  # a class without a single example can never be learned
+            raise ValueError(f"{message}; add images or remove the folder(s) from train/ and val/")
+        LOGGER.warning("%s; those classes are not evaluated", message)
 
     sampler = _EpochKeySampler(len(table), rank_id, rank_size, shuffle=do_train, seed=seed)
     shard_size = len(sampler)
@@ -742,32 +896,37 @@ def create_dataset(dataset_path, do_train, batch_size, image_size=224, num_class
                          f"cannot fill one batch of {batch_size}")
     transform = _TrainTransform(image_size, aug) if do_train else _EvalTransform(image_size, aug)
     source = _ImageSource(table, transform, image_size, seed, split, train=do_train)
-    if num_workers is None:
-        num_workers = default_num_workers(rank_size)
-        cost = source.seconds_per_sample(sampler.shard(0)[:_PROBE_SAMPLES].tolist())
-        if num_workers > 1 and cost < _CHEAP_SAMPLE_SECONDS:
-            LOGGER.info("%s: %.2f ms per sample: one worker is faster than handing samples to several",
-                        split, cost * 1e3)
-            num_workers = 1
-    dataset = ds.GeneratorDataset(source, ["image", "label", "key"], sampler=sampler,
-                                  num_parallel_workers=num_workers, python_multiprocessing=num_workers > 1)
-    normalize = [vision.Normalize([255.0 * m for m in aug["mean"]], [255.0 * s for s in aug["std"]]),
-                 vision.HWC2CHW()]
-    dataset = dataset.map(normalize, input_columns=["image"], num_parallel_workers=num_workers)
     if do_train:
-        if aug["reprob"] > 0:
-            dataset = dataset.map(_RandomErasing(aug["reprob"], seed), input_columns=["image", "key"],
-                                  output_columns=["image", "key"], num_parallel_workers=num_workers,
-                                  python_multiprocessing=False)
-        mix = MixupCutmix(num_classes, aug["mixup"], aug["cutmix"], aug["mixup_switch_prob"], aug["mixup_prob"],
-                          aug["label_smoothing"], seed)
-        dataset = dataset.batch(batch_size, drop_remainder=True, per_batch_map=mix,
-                                input_columns=["image", "label", "key"], output_columns=["image", "label"],
-                                num_parallel_workers=num_workers, python_multiprocessing=False)
-    else:
-        dataset = dataset.project(["image", "label"]).batch(batch_size, drop_remainder=False,
-                                                            num_parallel_workers=num_workers)
-    LOGGER.info("%s: %d images, %d classes; rank %d/%d reads %d in %d batches of %d, workers=%d",
+        source.first_readable()  # a split with no readable image fails here, in one line, not in a worker
+    if num_workers is None:
+        num_workers = _probe_workers(source, sampler.shard(0)[:_PROBE_SAMPLES].tolist(), rank_size, split)
+    # Threads, not processes: decoding, resampling and the PIL augmentations release the GIL, and a thread
+    # hands its sample over without pickling it (measured: 2 worker processes were slower than 1 here).
+    dataset = ds.GeneratorDataset(source, ["image", "label", "key"], sampler=sampler,
+                                  num_parallel_workers=num_workers, python_multiprocessing=False)
+    mixing = erasing = None
+    if do_train:
+        erasing = _RandomErasing(aug["reprob"], seed) if aug["reprob"] > 0 else None
+        mixing = MixupCutmix(num_classes, aug["mixup"], aug["cutmix"], aug["mixup_switch_prob"], aug["mixup_prob"],
+                             aug["label_smoothing"], seed)
+    dataset = dataset.batch(batch_size, drop_remainder=do_train, per_batch_map=_BatchFinisher(aug, erasing, mixing),
+                            input_columns=["image", "label", "key"], output_columns=["image", "label"],
+                            num_parallel_workers=num_workers, python_multiprocessing=False)
+    LOGGER.info("%s: %d images, %d classes; rank %d/%d reads %d in %d batches of %d, workers=%d (threads)",
                 split, len(table), len(table.classes), rank_id, rank_size, shard_size,
                 dataset.get_dataset_size(), batch_size, num_workers)
     return dataset
+
+
+def _probe_workers(source, keys, rank_size, split):
+    """``default_num_workers(rank_size)`` threads when they load these samples faster than one thread does,
+    else 1 (tiny images cost less than handing them between threads)."""
+    most = default_num_workers(rank_size)
+    if most == 1:
+        return 1
+    one = source.seconds_per_sample(keys)
+    several = source.seconds_per_sample(keys, threads=most)
+    chosen = most if several * _PROBE_MIN_GAIN < one else 1
+    LOGGER.info("%s: worker probe: %.2f ms per sample in 1 thread, %.2f ms in %d: %d worker(s)", split,
+                one * 1e3, several * 1e3, most, chosen)
+    return chosen

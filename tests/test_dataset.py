@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, color_index
-from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, _EpochKeySampler, count_images,
-                         create_dataset, get_num_classes, parse_rand_augment, unreadable_report)
+from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, _EpochKeySampler, _EvalTransform,
+                         _random_resized_crop_box, _resolve_aug, _TrainTransform, count_images, create_dataset,
+                         get_num_classes, parse_rand_augment, unreadable_report)
 from src.default_data import MARKER, prepare_default_data
 
 # Everything random off except the random resized crop, which cannot be switched off.
@@ -201,6 +202,54 @@ def test_rand_augment_spec():
             parse_rand_augment(spec)
 
 
+def _photo_like_jpeg(width, height, seed=0):
+    """Smooth colour fields plus mild noise, JPEG-encoded like a photo (quality 90)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 32 + 2, width // 32 + 2, 3), dtype=np.uint8)
+    img = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    noisy = np.clip(np.asarray(img, np.int16) + rng.integers(-6, 7, (height, width, 3)), 0, 255).astype(np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(noisy).save(data, "JPEG", quality=90)
+    return data.getvalue()
+
+
+def test_reduced_jpeg_decode_matches_the_full_decode_crop(tmp_path):
+    # Crops at least twice the output size are decoded at 1/2..1/8 scale (libjpeg DCT scaling); the result
+    # must stay what a full decode + bicubic crop-resize gives, up to resampling noise.
+    data = _photo_like_jpeg(640, 480)
+    full = Image.open(io.BytesIO(data)).convert("RGB")
+    transform = _TrainTransform(64, _resolve_aug(PLAIN))
+    reduced = 0
+    for seed in range(12):
+        box = _random_resized_crop_box(640, 480, transform.scale, np.random.default_rng(seed))
+        reduced += min(box[2] - box[0], box[3] - box[1]) >= 128
+        reference = np.asarray(full.resize((64, 64), Image.Resampling.BICUBIC, box=box), np.float32)
+        got = np.asarray(transform.geometry(Image.open(io.BytesIO(data)), np.random.default_rng(seed)), np.float32)
+        assert got.shape == (64, 64, 3)
+        assert np.abs(got - reference).mean() < 1.0, seed  # levels of 255
+    assert reduced >= 3  # the reduced decode was exercised
+
+
+def test_eval_one_resampling_matches_resize_then_crop():
+    data = _photo_like_jpeg(500, 375, seed=1)
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    resized = img.resize((341, 256), Image.Resampling.BICUBIC)  # shorter side int(224 / 0.875) = 256
+    reference = np.asarray(resized.crop((58, 16, 282, 240)), np.float32)  # torchvision's centre crop
+    got = np.asarray(_EvalTransform(224, _resolve_aug(None)).geometry(Image.open(io.BytesIO(data))), np.float32)
+    assert np.abs(got - reference).max() <= 2 and np.abs(got - reference).mean() < 0.1
+
+
+@pytest.mark.parametrize("batch", [8, 7])
+def test_in_place_mixup_equals_the_out_of_place_formula(batch):
+    x = np.random.default_rng(0).standard_normal((batch, 3, 6, 6)).astype(np.float32)
+    mixing = MixupCutmix(5, mixup_alpha=0.8, cutmix_alpha=0, seed=4)
+    lam, box = mixing.draw(np.random.default_rng([4, 3, 11]), 6, 6)  # the batch stream of key 11
+    assert box is None and 0 < lam < 1
+    expected = lam * x + (1.0 - lam) * x[::-1]
+    mixing.mix(x, np.arange(batch) % 5, 11)
+    np.testing.assert_array_equal(x, expected)
+
+
 # ----------------------------------------------------------------------------------------------- eval
 
 def test_eval_keeps_every_image_in_file_order(image_folder):
@@ -309,12 +358,108 @@ def test_train_substitutes_unreadable_images(image_folder):
     assert summary.count == 2 and sorted(summary.paths) == sorted(bad)
 
 
-def test_only_unreadable_images_is_a_clear_error(image_folder):
+def test_only_unreadable_images_is_a_one_line_error_before_training(image_folder):
     root = image_folder(num_classes=1, per_class={"train": 0})
     _add_bad_files(root / "train" / "c00")
-    with pytest.raises(RuntimeError, match="consecutive unreadable images"):
-        batches(create_dataset(root, True, 1, image_size=8, num_classes=1, num_workers=1, aug=PLAIN))
+    # A ValueError from create_dataset (train.py prints it as one line), not a pipeline stack at the first batch.
+    with pytest.raises(ValueError, match="none of the 2 images under .* can be read") as error:
+        create_dataset(root, True, 1, image_size=8, num_classes=1, num_workers=1, aug=PLAIN)
+    assert "\n" not in str(error.value)
     unreadable_report(log=False)
+
+
+def test_a_long_run_of_unreadable_training_images_is_bridged(image_folder):
+    # 70 corrupt files in a row (more than the 64 substitutes the loader used to try before failing with a
+    # pipeline stack), then readable ones: every sample is served, and the epoch report counts the bad ones.
+    root = image_folder(num_classes=2, per_class={"train": 4})
+    for i in range(70):
+        (root / "train" / "c00" / f"bad_{i:02d}.JPEG").write_bytes(b"not an image")
+    unreadable_report(log=False)
+    got = batches(create_dataset(root, True, 2, image_size=8, num_classes=2, num_workers=1, seed=1, aug=PLAIN))
+    assert len(got) == 78 // 2
+    assert unreadable_report("train").count >= 70
+
+
+def _png_header_only(path, width, height):
+    """A valid all-black greyscale PNG of width x height, streamed (never held in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    packer, row = zlib.compressobj(9), b"\0" * (width + 1)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_images_above_the_decode_bound_are_refused_unread(image_folder, caplog):
+    root = image_folder(num_classes=1, per_class={"val": 1})
+    big = root / "val" / "c00" / "huge.png"
+    _png_header_only(big, 8200, 8200)  # 67.2 M pixels, just above 2**26; Pillow alone would decode it
+    unreadable_report(log=False)
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        got = batches(create_dataset(root, False, 2, image_size=8, num_classes=1, num_workers=1))
+    assert np.concatenate([label for _, label in got]).tolist() == [-1, 0]  # huge.png sorts first
+    assert any(str(big) in m and "decode bound" in m for m in caplog.messages)
+    assert unreadable_report("val").paths == [str(big)]
+
+
+_PEAK_MEMORY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from src.dataset import create_dataset
+
+def status(field):  # KiB
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+
+for root in sys.argv[2:]:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak resident size (VmHWM) to the current one
+    start = status("VmRSS")
+    for _ in create_dataset(root, False, 1, image_size=32, num_classes=1, num_workers=1).create_tuple_iterator(
+            num_epochs=1, output_numpy=True):
+        pass
+    print(status("VmHWM") - start)
+"""
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc/self/clear_refs")
+def test_eval_of_an_extreme_aspect_ratio_stays_small(image_folder):
+    # 1 x 30000 pixels (a few KB): resizing its shorter side to 36 before cropping would allocate
+    # 36 x 1,080,000 pixels (~155 MB); one resampling of the crop's source region needs next to nothing.
+    normal = image_folder(num_classes=1, per_class={"val": 1}, size=(40, 40), ext=".png")
+    tall = image_folder(num_classes=1, per_class={"val": 0})
+    column = np.random.default_rng(0).integers(0, 256, (30000, 1, 3), dtype=np.uint8)
+    Image.fromarray(column).save(tall / "val" / "c00" / "tall.png")
+    result = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(REPO_ROOT), str(normal), str(tall)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    normal_kib, tall_kib = map(int, result.stdout.split()[-2:])
+    assert (tall_kib - normal_kib) / 1024 < 40, f"peak memory {normal_kib} KiB for a 40x40 image, {tall_kib} KiB " \
+                                               f"for one of 1 x 30000"
+
+
+def test_symlink_cycles_and_second_paths_are_listed_once(image_folder, caplog):
+    root = image_folder(num_classes=2, per_class={"val": 3}, ext=".png")
+    (root / "val" / "c00" / "loop").symlink_to(".")  # val/c00/loop -> val/c00: followed forever before
+    (root / "val" / "c01" / "alias.png").symlink_to(root / "val" / "c00" / "img_000.png")  # one file, two labels
+    (root / "val" / "c01" / "same").symlink_to(root / "val" / "c01")
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        assert count_images(root, "val") == 6
+    assert any("3 paths under" in m and "symlink cycles" in m for m in caplog.messages)
+    got = batches(create_dataset(root, False, 6, image_size=8, num_classes=2, num_workers=1))
+    assert np.concatenate([label for _, label in got]).tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_empty_class_folders_refused_in_train_warned_in_val(image_folder, caplog):
+    root = image_folder(num_classes=3, per_class={"train": [2, 0, 2], "val": [1, 0, 1]})
+    with pytest.raises(ValueError, match=r"1 class folder\(s\) of .*train hold no image: c01"):
+        create_dataset(root, True, 2, image_size=8, num_classes=3, num_workers=1)
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        create_dataset(root, False, 2, image_size=8, num_classes=3, num_workers=1)
+    assert any("hold no image: c01" in m and "not evaluated" in m for m in caplog.messages)
 
 
 # ----------------------------------------------------------------------------------- errors and helpers
@@ -439,3 +584,22 @@ def test_concurrent_exports_never_expose_a_partial_folder(tmp_path):
     assert {out.strip() for out, _ in outputs} == {str(root)}
     assert count_images(root, "train") == 1437 and count_images(root, "val") == 360
     assert os.listdir(tmp_path) == ["digits"]
+
+
+# --------------------------------------------------------------------------- the loader benchmark section
+
+def test_benchmark_data_section_measures_both_pipelines_and_the_stages(image_folder, tmp_path):
+    root = image_folder(num_classes=2, per_class={"train": 4, "val": 2}, size=(48, 40))
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--sections", "data", "--data_path",
+         str(root), "--image_size", "32", "--data_batch_size", "2", "--data_batches", "1", "--repeats", "1",
+         "--torch", "off", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    ours = {r["what"]: r for r in rows if r["variant"] == "mindspore"}
+    assert set(ours) == {f"{p} pipeline workers={n}" for p in ("train", "eval") for n in (1, 2)}
+    assert all(r["median_s"] > 0 and "CPU" in r["note"] and "ms/image/worker" in r["note"] for r in ours.values())
+    stages = {r["what"] for r in rows if r["variant"] == "profile"}
+    assert {"read (file bytes)", "flip + RandAugment", "mixup/cutmix (per batch, in place)"} <= stages
+    assert not [r for r in rows if r["note"].startswith("failed")]
