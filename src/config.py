@@ -75,8 +75,9 @@ _KEYS = [
     Key("dataset_path", "str", None, "ImageFolder root holding train/ and val/; null: the embedded digits "
         "(exported on first use)", "data", nullable=True, aliases=("data_dir",)),
     Key("batch_size", "int", 128, "images per device per step", "data"),
-    Key("num_parallel_workers", "int", None, "data loading workers per device; null: chosen from the CPU count",
-        "data", nullable=True),
+    Key("num_parallel_workers", "int", None,
+        "data loading threads per device; null: 1 or more, whichever a short timing probe finds faster", "data",
+        nullable=True),
     # augmentation: the keys of src.dataset.DEFAULT_AUG
     Key("scale_min", "float", 0.08, "smallest area fraction of the random resized crop", "aug"),
     Key("hflip", "float", 0.5, "probability of a horizontal flip", "aug"),
