@@ -721,13 +721,15 @@ class _ImageSource:
                 list(pool.map(run, keys[1:]))
         return (time.perf_counter() - started) / max(1, len(keys) - 1)
 
-    def first_readable(self):
-        """Index of the first image that decodes; ValueError (one line) when none does."""
-        for index in range(len(self.table)):
-            if self._geometry(index, self._sample_rng(0), record=False) is not None:
-                return index
-        raise ValueError(f"none of the {len(self.table)} images under {self.table.split_dir} can be read "
-                         f"(first: {self.table.path(0)}): check the files and their permissions")
+    def check_readable(self, indices):
+        """ValueError (one line) when none of these images (a rank's shard: reading only its own files keeps
+        the ranks' reads disjoint) decodes."""
+        for index in indices:
+            if self._geometry(int(index), self._sample_rng(0), record=False) is not None:
+                return
+        raise ValueError(f"none of the {len(indices)} images under {self.table.split_dir} assigned to this rank "
+                         f"can be read (first: {self.table.path(int(indices[0]))}): check the files and their "
+                         f"permissions")
 
     def _record(self, path, error):
         if path not in self._warned:  # once per source; the epoch summary counts every occurrence
@@ -897,7 +899,7 @@ def create_dataset(dataset_path, do_train, batch_size, image_size=224, num_class
     transform = _TrainTransform(image_size, aug) if do_train else _EvalTransform(image_size, aug)
     source = _ImageSource(table, transform, image_size, seed, split, train=do_train)
     if do_train:
-        source.first_readable()  # a split with no readable image fails here, in one line, not in a worker
+        source.check_readable(sampler.shard(0))  # fails here, in one line, not in a worker
     if num_workers is None:
         num_workers = _probe_workers(source, sampler.shard(0)[:_PROBE_SAMPLES].tolist(), rank_size, split)
     # Threads, not processes: decoding, resampling and the PIL augmentations release the GIL, and a thread
