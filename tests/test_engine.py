@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import mindspore as ms
-from mindspore import Parameter, Tensor, nn
+from mindspore import Parameter, Tensor, nn, ops
 
 from src import config as config_module
 from src.checkpoint import CheckpointError, read_sidecar, sha256_file
@@ -149,6 +149,127 @@ def _torch_step(w1, b1, w2, x, y, lr, clip):
                              {"params": [params[1]], "weight_decay": 0.0}], lr=lr)
     opt.step()
     return float(loss.detach()), float(norm), [p.detach().numpy() for p in params]
+
+
+def _relative_error(got, expected):
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+def test_fused_adamw_is_used_on_cpu():
+    from src.engine.optim import fused_adamw_status
+
+    usable, reason = fused_adamw_status()
+    assert usable, reason
+    net = _Mlp(*(np.ones(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    assert AdamW(build_param_groups(net, 0.05)).fused
+    assert not AdamW(build_param_groups(net, 0.05), fused=False).fused
+
+
+def test_fused_adamw_falls_back_with_a_logged_reason(monkeypatch, caplog):
+    from src.engine import optim
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel AdamWeightDecay not registered\nfor this target")
+
+    monkeypatch.setattr(optim, "_fused_status", {})
+    monkeypatch.setattr(optim, "_logged", set())
+    monkeypatch.setattr(optim.ops, "AdamWeightDecay", lambda: broken)
+    net = _Mlp(*(np.ones(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    with caplog.at_level("WARNING", logger="snn_mlp"):
+        opt = AdamW(build_param_groups(net, 0.05))
+    assert not opt.fused
+    assert "AdamW: separate operators, since ops.AdamWeightDecay unusable on CPU: it fails: kernel " \
+           "AdamWeightDecay not registered for this target" in caplog.text
+
+
+class _ApplyGradients(nn.Cell):
+    """``TrainStep.apply_gradients`` compiled alone, fed with given gradients."""
+
+    def __init__(self, step):
+        super().__init__(auto_prefix=False)
+        self.step = step
+
+    def construct(self, grads, lrs):
+        return self.step.apply_gradients(grads, ops.zeros((), ms.float32), lrs, ops.ones((), ms.float32))
+
+
+@pytest.mark.parametrize("fused, mode", [(True, ms.GRAPH_MODE), (True, ms.PYNATIVE_MODE), (False, ms.GRAPH_MODE)],
+                         ids=["fused-graph", "fused-pynative", "separate-graph"])
+def test_adamw_matches_torch_over_20_clipped_steps(fused, mode):
+    # Clipping, then AdamW with the bias correction folded into lr/eps/wd, against clip_grad_norm_ and
+    # torch.optim.AdamW (float64) on the same gradients, with lr changing every step and the clip active on
+    # most steps. (Through the network, MindSpore's float32 Tanh/LogSoftmax gradients differ from torch's by
+    # up to 1e-4, which Adam's normalisation carries into the weights: test_train_step_matches_torch.)
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(7)
+    init = [rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6,), (3, 6))]
+    net = _Mlp(*init)
+    step = TrainStep(net, AdamW(build_param_groups(net, 0.05), 0.9, 0.999, 1e-8, fused=fused), clip_grad=0.5)
+    apply = _ApplyGradients(step)
+    t_params = [torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)) for v in init]
+    t_opt = torch.optim.AdamW([{"params": [t_params[0], t_params[2]], "weight_decay": 0.05},
+                               {"params": [t_params[1]], "weight_decay": 0.0}], lr=0.0, betas=(0.9, 0.999), eps=1e-8)
+    order = [p.name for p in step.weights]
+    clipped = 0
+    for i in range(20):
+        lr = 0.02 * (1 + math.cos(math.pi * i / 20)) / 2 + 1e-3
+        grads = {name: (rng.standard_normal(p.shape) * rng.uniform(0.02, 0.15)).astype(np.float32)
+                 for name, p in zip(("fc1.weight", "fc1.bias", "fc2.weight"), t_params)}
+        norm, finite = apply(ms.mutable(tuple(Tensor(grads[name]) for name in order)),
+                             Tensor(np.array([lr, 0.0], np.float32)))
+        for name, param in zip(("fc1.weight", "fc1.bias", "fc2.weight"), t_params):
+            param.grad = torch.tensor(grads[name], dtype=torch.float64)
+        t_norm = float(torch.nn.utils.clip_grad_norm_(t_params, 0.5))
+        assert bool(finite.asnumpy()) and float(norm.asnumpy()) == pytest.approx(t_norm, rel=1e-6)
+        clipped += t_norm > 0.5
+        for group in t_opt.param_groups:
+            group["lr"] = lr
+        t_opt.step()
+    assert 5 <= clipped <= 15
+    assert int(step.optimizer.adam_step.asnumpy()) == 20
+    for param, expected in zip((net.fc1.weight, net.fc1.bias, net.fc2.weight), t_params):
+        assert _relative_error(param.asnumpy(), expected.detach().numpy()) < 1e-6, param.name
+    assert _relative_error(net.fc1.weight.asnumpy(), init[0]) > 1e-2  # it trained
+
+
+# Saved by the engine of commit 5a7ee76 (AdamW as separate operators): _Mlp from seed 11 after 3 train steps
+# (clip 1, dynamic loss scale 256, EMA 0.9), through CheckpointManager.save_epoch as train.py saves.
+OLD_CHECKPOINT = os.path.join(str(REPO_ROOT), "tests", "data", "engine_5a7ee76", "mlp-1_3.ckpt")
+
+
+def test_checkpoint_of_the_previous_optimizer_resumes_exactly():
+    saved = {name: value.asnumpy() for name, value in ms.load_checkpoint(OLD_CHECKPOINT).items()}
+    net = _Mlp(*(np.zeros(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    step = TrainStep(net, AdamW(build_param_groups(net, 0.05)), clip_grad=1.0, loss_scale=1.0,
+                     loss_scale_type="dynamic", ema=EMA(net.trainable_params(), 0.9))
+    assert step.optimizer.fused
+    counters = load_train_state(step.parameters_dict(), OLD_CHECKPOINT)
+    assert counters == {"epoch_num": 1, "step_num": 3, "best_top1": 50.0, "best_epoch": 1}
+    for name, param in step.parameters_dict().items():
+        np.testing.assert_array_equal(param.asnumpy(), saved[name], err_msg=name)
+    assert int(step.optimizer.adam_step.asnumpy()) == 3 and float(step.loss_scale.asnumpy()) == 256.0
+    # The next step continues the saved moments and bias correction, as torch's AdamW from the same state.
+    names = ("fc1.weight", "fc1.bias", "fc2.weight")
+    t_params = [torch.nn.Parameter(torch.tensor(saved[n], dtype=torch.float64)) for n in names]
+    t_opt = torch.optim.AdamW([{"params": [t_params[0], t_params[2]], "weight_decay": 0.05},
+                               {"params": [t_params[1]], "weight_decay": 0.0}], lr=0.01)
+    for name, param in zip(names, t_params):
+        t_opt.state[param] = {"step": torch.tensor(3.0),
+                              "exp_avg": torch.tensor(saved[f"adam_m.{name}"], dtype=torch.float64),
+                              "exp_avg_sq": torch.tensor(saved[f"adam_v.{name}"], dtype=torch.float64)}
+    grads = {n: np.random.default_rng(12).standard_normal(p.shape).astype(np.float32) * 0.1
+             for n, p in zip(names, t_params)}
+    _ApplyGradients(step)(ms.mutable(tuple(Tensor(grads[p.name]) for p in step.weights)),
+                          Tensor(np.array([0.01, 0.0], np.float32)))
+    for name, param in zip(names, t_params):
+        param.grad = torch.tensor(grads[name], dtype=torch.float64)
+    torch.nn.utils.clip_grad_norm_(t_params, 1.0)
+    t_opt.step()
+    for name, expected in zip(names, t_params):
+        got = step.parameters_dict()[name].asnumpy()
+        assert _relative_error(got, expected.detach().numpy()) < 1e-6, name
+        assert _relative_error(got, saved[name]) > 1e-4, name  # it moved
+    assert int(step.optimizer.adam_step.asnumpy()) == 4
 
 
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
