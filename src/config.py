@@ -74,7 +74,7 @@ _KEYS = [
     # data
     Key("dataset_path", "str", None, "ImageFolder root holding train/ and val/; null: the embedded digits "
         "(exported on first use)", "data", nullable=True, aliases=("data_dir",)),
-    Key("batch_size", "int", 128, "images per device per step", "data"),
+    Key("batch_size", "int", 128, "images per device per micro-batch (per step without accumulation)", "data"),
     Key("num_parallel_workers", "int", None, "data loading workers per device; null: chosen from the CPU count",
         "data", nullable=True),
     # augmentation: the keys of src.dataset.DEFAULT_AUG
@@ -115,6 +115,8 @@ _KEYS = [
     Key("lif_weight_decay", "float", 0.0, "weight decay of the LIF tau/Vth", "optim"),
     Key("lif_start_epoch", "int", 1, "epoch (0-based) from which tau/Vth are updated (the original froze them "
         "in epoch 0)", "optim"),
+    Key("accumulation_steps", "int", 1, "micro-batches per optimizer step (gradient accumulation): the effective "
+        "global batch, which lr_scale uses, is devices x batch_size x this", "optim"),
     Key("clip_grad", "float", 5.0, "clip the gradients' global L2 norm to this (0: off)", "optim"),
     Key("ema", "bool", False, "keep an EMA of the weights; validation and best.ckpt then use it", "optim"),
     Key("ema_decay", "float", 0.9999, "EMA decay", "optim"),
@@ -327,7 +329,7 @@ def load_config(argv=None, description="SNN-MLP", defaults_from=None):
 def _check(values):
     """Cross-key rules that single values cannot express."""
     positive = ("num_classes", "image_size", "in_chans", "patch_size", "batch_size", "epochs", "base_batch_size",
-                "log_interval", "keep_checkpoint_max", "loss_scale_window")
+                "log_interval", "keep_checkpoint_max", "loss_scale_window", "accumulation_steps")
     for name in positive:
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive, got {values[name]}")

@@ -152,7 +152,9 @@ def _torch_step(w1, b1, w2, x, y, lr, clip):
 
 
 def _relative_error(got, expected):
-    return float(np.abs(got - expected).max() / np.abs(expected).max())
+    """Largest deviation over the largest magnitude of ``expected`` (absolute where ``expected`` is all zero)."""
+    scale = np.abs(expected).max()
+    return float(np.abs(got - expected).max() / (scale if scale else 1.0))
 
 
 def test_fused_adamw_is_used_on_cpu():
@@ -313,6 +315,120 @@ def test_train_step_skips_non_finite_and_adjusts_dynamic_scale():
     step(good, y, lrs)  # second finite step in a row: the window is full
     assert float(step.loss_scale.asnumpy()) == 1024.0
     assert int(step.optimizer.adam_step.asnumpy()) == 2
+
+
+# ----------------------------------------------------------------------------------------------- accumulation
+
+def _accumulation_pair(model, mode):
+    """Two copies of one network (same initial weights), each with its TrainStep (clip active, dynamic scale)."""
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(8)
+    if model == "mlp":
+        init = [rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6,), (3, 6))]
+        nets = [_Mlp(*init), _Mlp(*init)]
+        inputs = rng.standard_normal((32, 5)).astype(np.float32)
+        classes = 3
+    else:
+        ms.set_seed(3)
+        nets = [_tiny_snnmlp(drop_path_rate=0.0)]
+        nets.append(_tiny_snnmlp(drop_path_rate=0.0))
+        for a, b in zip(nets[0].get_parameters(), nets[1].get_parameters()):
+            b.set_data(a.value().copy())
+        inputs = rng.standard_normal((32, 3, 32, 32)).astype(np.float32)
+        classes = 3
+    targets = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, 32)] * 0.9 + 0.1 / classes
+    steps = [TrainStep(net, AdamW(build_param_groups(net, 0.05)), clip_grad=0.1, loss_scale=256.0,
+                       loss_scale_type="dynamic", scale_window=1000) for net in nets]
+    return nets, steps, inputs, targets
+
+
+@pytest.mark.parametrize("model, mode, steps", [("mlp", ms.GRAPH_MODE, 3), ("snnmlp", ms.PYNATIVE_MODE, 1)],
+                         ids=["mlp-graph", "snnmlp-pynative"])
+def test_accumulating_4_batches_of_8_equals_one_batch_of_32(model, mode, steps):
+    from src.engine.step import GradientAccumulation
+
+    nets, (whole, micro), inputs, targets = _accumulation_pair(model, mode)
+    accumulate = GradientAccumulation(micro, 4)
+    # A small lr: AdamW's first steps divide each gradient by about its own magnitude, so on elements whose
+    # contributions cancel (gradients near eps) the float32 rounding of the sums reaches the weights at
+    # lr scale; the gradients themselves are compared directly below.
+    lrs = Tensor(np.array([1e-4, 1e-4], np.float32))
+    for _ in range(steps):
+        _, expected = whole.gradients(Tensor(inputs), Tensor(targets), ops.ones((), ms.float32))
+        loss, norm, finite = whole(Tensor(inputs), Tensor(targets), lrs)
+        for k in range(0, 32, 8):
+            accumulate.add(Tensor(inputs[k:k + 8]), Tensor(targets[k:k + 8]))
+        for buffer, grad in zip(accumulate.buffers, expected):  # the sum of 4 loss-scaled gradients
+            assert _relative_error(buffer.asnumpy() / (4 * 256.0), grad.asnumpy()) < 1e-5, buffer.name
+        acc_loss, acc_norm, acc_finite = accumulate.apply(lrs)
+        assert bool(finite.asnumpy()) and bool(acc_finite.asnumpy())
+        assert float(acc_loss.asnumpy()) == pytest.approx(float(loss.asnumpy()), rel=1e-5)
+        assert float(acc_norm.asnumpy()) == pytest.approx(float(norm.asnumpy()), rel=1e-5)
+        assert float(norm.asnumpy()) > 0.1  # the clip acts on the accumulated gradient
+        assert not any(buffer.asnumpy().any() for buffer in accumulate.buffers)  # emptied for the next step
+    for a, b in zip(nets[0].trainable_params(), nets[1].trainable_params()):
+        assert _relative_error(b.asnumpy(), a.asnumpy()) < 1e-5, a.name
+    assert int(micro.optimizer.adam_step.asnumpy()) == steps  # one AdamW step per optimizer step
+    assert float(micro.loss_scale.asnumpy()) == 256.0
+    assert not any(name.startswith("grad_accum") for name in micro.parameters_dict())  # not checkpointed
+
+
+def test_accumulation_skips_the_whole_step_on_one_bad_micro_batch():
+    from src.engine.step import GradientAccumulation
+
+    nets, (reference, micro), inputs, targets = _accumulation_pair("mlp", ms.PYNATIVE_MODE)
+    accumulate = GradientAccumulation(micro, 2)
+    lrs = Tensor(np.array([0.01, 0.01], np.float32))
+    before = [p.asnumpy().copy() for p in nets[1].trainable_params()]
+    bad = inputs[8:16].copy()
+    bad[3, 2] = np.inf
+    _, _, finite = accumulate([(Tensor(inputs[:8]), Tensor(targets[:8])), (Tensor(bad), Tensor(targets[8:16]))], lrs)
+    assert not bool(finite.asnumpy())
+    for param, old in zip(nets[1].trainable_params(), before):
+        np.testing.assert_array_equal(param.asnumpy(), old)  # the finite first micro-batch was not applied
+    assert int(micro.optimizer.adam_step.asnumpy()) == 0
+    assert float(micro.loss_scale.asnumpy()) == 128.0  # halved once, for the step
+    with pytest.raises(ValueError, match="takes 2 micro-batches, got 1"):
+        accumulate([(Tensor(inputs[:8]), Tensor(targets[:8]))], lrs)
+    # Nothing of the skipped step lingers: the next step equals a first step on its own 16 images, at the
+    # halved scale.
+    reference.loss_scale.set_data(Tensor(128.0, ms.float32))
+    reference(Tensor(inputs[16:]), Tensor(targets[16:]), lrs)
+    _, _, finite = accumulate([(Tensor(inputs[16:24]), Tensor(targets[16:24])),
+                               (Tensor(inputs[24:]), Tensor(targets[24:]))], lrs)
+    assert bool(finite.asnumpy())
+    for a, b in zip(nets[0].trainable_params(), nets[1].trainable_params()):
+        assert _relative_error(b.asnumpy(), a.asnumpy()) < 1e-5, a.name
+
+
+def test_accumulation_resumes_exactly_from_a_checkpoint(tmp_path):
+    # Checkpoints fall between optimizer steps, where the buffers are empty: a run saved after 2 steps and
+    # restored into a fresh TrainStep continues exactly as the uninterrupted one.
+    from src.engine.step import GradientAccumulation
+
+    nets, steps, inputs, targets = _accumulation_pair("mlp", ms.GRAPH_MODE)
+    lrs = Tensor(np.array([1e-2, 1e-2], np.float32))
+    batches = [[(Tensor(inputs[k:k + 8]), Tensor(targets[k:k + 8])), (Tensor(inputs[k + 8:k + 16]),
+                                                                      Tensor(targets[k + 8:k + 16]))]
+               for k in (0, 16, 0, 16)]
+    uninterrupted = GradientAccumulation(steps[0], 2)
+    for micro_batches in batches:
+        uninterrupted(micro_batches, lrs)
+    first = GradientAccumulation(steps[1], 2)
+    for micro_batches in batches[:2]:
+        first(micro_batches, lrs)
+    path = CheckpointManager(str(tmp_path), "mlp").save_epoch(steps[1].parameters_dict(), 1, 2,
+                                                              {"epoch_num": 1, "step_num": 2})
+    fresh_net = _Mlp(*(np.zeros(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    fresh = TrainStep(fresh_net, AdamW(build_param_groups(fresh_net, 0.05)), clip_grad=0.1, loss_scale=1.0,
+                      loss_scale_type="dynamic", scale_window=1000)
+    load_train_state(fresh.parameters_dict(), path)
+    resumed = GradientAccumulation(fresh, 2)
+    for micro_batches in batches[2:]:
+        resumed(micro_batches, lrs)
+    for a, b in zip(nets[0].trainable_params(), fresh_net.trainable_params()):
+        np.testing.assert_array_equal(b.asnumpy(), a.asnumpy(), err_msg=a.name)
+    assert int(fresh.optimizer.adam_step.asnumpy()) == 4
 
 
 def test_ema_follows_its_formula_and_swaps():

@@ -136,6 +136,22 @@ def _add_to_tensor(buffer, grad):
     return ops.assign_add(buffer, ops.cast(grad, buffer.dtype))
 
 
+_value_of = ops.MultitypeFuncGraph("value_of")
+
+
+@_value_of.register("Tensor")
+def _value_of_tensor(buffer):
+    return buffer * 1.0  # a value, not the Parameter that is reset afterwards
+
+
+_reset = ops.MultitypeFuncGraph("reset")
+
+
+@_reset.register("Tensor")
+def _reset_tensor(buffer):
+    return ops.assign(buffer, ops.zeros_like(buffer))
+
+
 class _Accumulate(nn.Cell):
     """``construct(images, targets)``: adds the micro-batch's scaled gradients and loss to the buffers."""
 
@@ -161,11 +177,11 @@ class _ApplyAccumulated(nn.Cell):
         self.hyper_map = ops.HyperMap()
 
     def construct(self, lrs):
-        grads = self.hyper_map(ops.partial(_scale_grad, 1.0), self.buffers)  # values, read before the reset
+        grads = self.hyper_map(_value_of, self.buffers)
         loss = self.loss_sum / self.steps
         # The mean gradient of the micro-batches: the buffers hold the sum of loss-scaled gradients.
         grad_norm, finite = self.train_step.apply_gradients(grads, loss, lrs, self.train_step.loss_scale * self.steps)
-        grad_norm = ops.depend(grad_norm, self.hyper_map(ops.assign, self.buffers, ops.zeros_like(grads)))
+        grad_norm = ops.depend(grad_norm, self.hyper_map(_reset, self.buffers))
         grad_norm = ops.depend(grad_norm, ops.assign(self.loss_sum, ops.zeros_like(self.loss_sum)))
         return loss, grad_norm, finite
 
@@ -180,7 +196,8 @@ class GradientAccumulation:
     sum non-finite and the whole step is skipped), clipping sees the accumulated gradient, and the loss
     scale, AdamW's step and the EMA move once. ``loss`` is the mean over the micro-batches. With
     ``steps == 1`` it is ``train_step`` itself (no buffers). A plain object, not a Cell: the buffers are
-    zero between optimizer steps and stay out of the checkpoints (``train_step.parameters_dict()``).
+    zero between optimizer steps and stay out of the checkpoints (``train_step.parameters_dict()``). The two
+    halves are ``add(images, targets)`` (per micro-batch) and ``apply(lrs)``.
     """
 
     def __init__(self, train_step, steps=1):
@@ -188,11 +205,11 @@ class GradientAccumulation:
             raise ValueError(f"accumulation_steps must be at least 1, got {steps}")
         self.train_step, self.steps = train_step, int(steps)
         if self.steps > 1:
-            buffers = ParameterTuple(Parameter(ops.zeros(p.shape, ms.float32), name=f"grad_accum.{p.name}",
-                                               requires_grad=False) for p in train_step.weights)
+            self.buffers = ParameterTuple(Parameter(ops.zeros(p.shape, ms.float32), name=f"grad_accum.{p.name}",
+                                                    requires_grad=False) for p in train_step.weights)
             loss_sum = Parameter(Tensor(0.0, ms.float32), name="grad_accum_loss", requires_grad=False)
-            self._accumulate = _Accumulate(train_step, buffers, loss_sum)
-            self._apply = _ApplyAccumulated(train_step, buffers, loss_sum, self.steps)
+            self.add = _Accumulate(train_step, self.buffers, loss_sum)
+            self.apply = _ApplyAccumulated(train_step, self.buffers, loss_sum, self.steps)
 
     def __call__(self, micro_batches, lrs):
         if len(micro_batches) != self.steps:
@@ -200,5 +217,5 @@ class GradientAccumulation:
         if self.steps == 1:
             return self.train_step(*micro_batches[0], lrs)
         for images, targets in micro_batches:
-            self._accumulate(images, targets)
-        return self._apply(lrs)
+            self.add(images, targets)
+        return self.apply(lrs)
