@@ -135,8 +135,11 @@ _KEYS = [
         choices=("auto", "CPU", "GPU", "Ascend")),
     Key("seed", "int", 42, "random seed (weights, data order, augmentation)", "run"),
     Key("log_interval", "int", 20, "steps between training log lines", "run"),
-    Key("output_dir", "str", "output/snnmlp", "where checkpoints, config.yaml, train.log and metrics.jsonl go",
+    Key("output_dir", "str", "output/snnmlp", "where checkpoints, config.yaml, train.log, metrics.jsonl and "
+        "curves.png go",
         "run", aliases=("ckpt_save_dir",)),
+    Key("tensorboard", "bool", False, "train: also write TensorBoard event files (tensorboardX) to output_dir/"
+        "tensorboard: the epoch metrics of curves.png, and per step loss, lr, grad_norm, images/s", "run"),
     Key("keep_checkpoint_max", "int", 5, "epoch checkpoints kept (the newest; best.ckpt is kept apart)", "run"),
     Key("resume", "str", None, "train: continue from this checkpoint (its epoch, step, optimizer state)", "run",
         nullable=True),

@@ -21,6 +21,7 @@ from mindspore import Tensor, nn, ops
 from src.checkpoint import load_checkpoint_strict, read_checkpoint
 from src.config import ConfigError, aug_settings, model_kwargs, save_config
 from src.engine.checkpoints import CheckpointManager, load_train_state
+from src.engine.curves import TrainingCurves
 from src.engine.evaluate import evaluate
 from src.engine.optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups
 from src.engine.schedule import CosineWarmupSchedule, scale_lr
@@ -256,6 +257,7 @@ class _Run:
         self._build_optimization()
         self.checkpoints = CheckpointManager(self.output_dir, cfg.model, cfg.keep_checkpoint_max, self.writer)
         self.all_reduce = make_all_reduce(self.group_size)
+        self.curves = TrainingCurves(self.output_dir, cfg.tensorboard, self.writer)
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, -1
         self.last_val = None
 
@@ -391,6 +393,7 @@ class _Run:
             outputs = self.optimizer_step(micro_batches, Tensor(lrs))
             window.add(*outputs)
             self.global_step += 1
+            self.curves.add_step(self.global_step, lrs[LR_MAIN], *outputs)
             if i == 0:
                 first_step_end = time.time()
             if (i + 1) % cfg.log_interval and i + 1 != steps:
@@ -405,6 +408,7 @@ class _Run:
             eta = remaining * step_time + (cfg.epochs - self.epoch) * (self.last_val.seconds if self.last_val else 0)
             scale = float(self.train_step.loss_scale.asnumpy())
             images_per_s = stats.steps * self.global_batch / stats.seconds
+            self.curves.flush_steps(images_per_s)
             logger.info("epoch %d/%d step %d/%d (global %d) loss %.4f grad_norm %.3f lr %.3g img/s %.1f eta %s%s%s",
                         self.epoch + 1, cfg.epochs, i + 1, steps, self.global_step, stats.loss, stats.grad_norm,
                         lrs[LR_MAIN], images_per_s, _format_seconds(eta),
@@ -451,6 +455,8 @@ class _Run:
                         val.num_images, val.seconds, f", {val.skipped} unreadable" if val.skipped else "",
                         self.best_top1, self.best_epoch, os.path.basename(path) + (" and best.ckpt" if best else ""))
             self._append_metrics(train_loss, skipped, train_time, val)
+            self.curves.after_epoch()
+        self.curves.close()
         return self.summary()
 
     def _append_metrics(self, train_loss, skipped, train_time, val):
