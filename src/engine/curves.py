@@ -80,15 +80,19 @@ def plot_runs(runs, path, title=None):
         prefix = f"{label}: " if many else ""
         marker = "o" if len(records) <= 30 else None
         style = dict(color=color, marker=marker, markersize=4)
-        ax_loss.plot(*_values(records, "train_loss"), "-", label=f"{prefix}train", **style)
+        # Training batches are augmented (mixup, label smoothing): their loss sits above the validation loss.
+        ax_loss.plot(*_values(records, "train_loss"), "-", label=f"{prefix}train (augmented batches)", **style)
         ax_loss.plot(*_values(records, "val_loss"), "--", label=f"{prefix}validation", **style)
         epochs, top1 = _values(records, "val_top1")
         ax_acc.plot(epochs, top1, "-", label=f"{prefix}top-1", **style)
         ax_acc.plot(*_values(records, "val_top5"), ":", label=f"{prefix}top-5", **style)
         if top1:
             best = max(range(len(top1)), key=top1.__getitem__)
-            ax_acc.annotate(f"best {top1[best]:.2f}%", (epochs[best], top1[best]), textcoords="offset points",
-                            xytext=(0, -14), ha="center", fontsize=8, color=color)
+            ax_acc.plot(epochs[best], top1[best], "*", color=color, markersize=12)
+            right_half = 2 * best >= len(top1)  # the label extends towards the middle, never off the axes
+            ax_acc.annotate(f"best {top1[best]:.2f}% (epoch {epochs[best]})", (epochs[best], top1[best]),
+                            textcoords="offset points", xytext=(-6 if right_half else 6, -16),
+                            ha="right" if right_half else "left", fontsize=8, color=color)
         ax_lr.plot(*_values(records, "lr"), "-", label=f"{prefix}lr" if many else None, **style)
     for ax, heading, ylabel in ((ax_loss, "loss (cross entropy)", "loss"),
                                 (ax_acc, "validation accuracy", "accuracy %"),
