@@ -139,7 +139,8 @@ _KEYS = [
         "curves.png go",
         "run", aliases=("ckpt_save_dir",)),
     Key("tensorboard", "bool", False, "train: also write TensorBoard event files (tensorboardX) to output_dir/"
-        "tensorboard: the epoch metrics of curves.png, and per step loss, lr, grad_norm, images/s", "run"),
+        "tensorboard: the epoch metrics of curves.png, per step loss, lr and grad_norm, images/s per log line",
+        "run"),
     Key("keep_checkpoint_max", "int", 5, "epoch checkpoints kept (the newest; best.ckpt is kept apart)", "run"),
     Key("resume", "str", None, "train: continue from this checkpoint (its epoch, step, optimizer state)", "run",
         nullable=True),

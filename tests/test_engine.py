@@ -431,6 +431,21 @@ def test_accumulation_resumes_exactly_from_a_checkpoint(tmp_path):
     assert int(fresh.optimizer.adam_step.asnumpy()) == 4
 
 
+def test_epochs_are_cut_to_whole_optimizer_steps(caplog):
+    from types import SimpleNamespace
+
+    from src.engine.trainer import _Run
+
+    run = SimpleNamespace(cfg=SimpleNamespace(accumulation_steps=4, batch_size=8))
+    with caplog.at_level("WARNING", logger="snn_mlp"):
+        assert _Run._optimizer_steps_per_epoch(run, 10) == 2
+    assert "10 batches per epoch are not a multiple of accumulation_steps 4: the last 2 of each epoch are left " \
+           "out" in caplog.text
+    assert _Run._optimizer_steps_per_epoch(run, 8) == 2
+    with pytest.raises(ConfigError, match="an epoch has 3 batches of 8 per device, fewer than accumulation_steps 4"):
+        _Run._optimizer_steps_per_epoch(run, 3)
+
+
 def test_ema_follows_its_formula_and_swaps():
     param = Parameter(Tensor(np.array([1.0, 2.0], np.float32)), name="p")
     ema = EMA([param], decay=0.5)
