@@ -174,7 +174,6 @@ def test_fused_adamw_falls_back_with_a_logged_reason(monkeypatch, caplog):
         raise RuntimeError("kernel AdamWeightDecay not registered\nfor this target")
 
     monkeypatch.setattr(optim, "_fused_status", {})
-    monkeypatch.setattr(optim, "_logged", set())
     monkeypatch.setattr(optim.ops, "AdamWeightDecay", lambda: broken)
     net = _Mlp(*(np.ones(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
     with caplog.at_level("WARNING", logger="snn_mlp"):

@@ -177,8 +177,10 @@ class AdamW(nn.Cell):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         if fused is None:
             fused, reason = fused_adamw_status()
-            _log_once(logging.INFO if fused else logging.WARNING,
-                      f"AdamW: {reason}" if fused else f"AdamW: separate operators, since {reason}")
+            if fused:
+                logger.info("AdamW: %s", reason)
+            else:
+                logger.warning("AdamW: separate operators, since %s", reason)
         self.fused = bool(fused)
         self.fused_op = ops.AdamWeightDecay()
         self.hyper_map = ops.HyperMap()
@@ -200,15 +202,6 @@ class AdamW(nn.Cell):
                                           correction2, lrs),
                               self.slots, self.weight_decays, self.parameters, self.exp_avg, self.exp_avg_sq,
                               grads)
-
-
-_logged = set()
-
-
-def _log_once(level, message):
-    if message not in _logged:
-        _logged.add(message)
-        logger.log(level, message)
 
 
 _ema_update = ops.MultitypeFuncGraph("ema_update")
