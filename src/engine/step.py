@@ -187,7 +187,7 @@ class _ApplyAccumulated(nn.Cell):
 
 
 class GradientAccumulation:
-    """``step(micro_batches, lrs) -> (loss, grad_norm, finite)``: one optimizer step of ``train_step`` from
+    """``accumulation(micro_batches, lrs) -> (loss, grad_norm, finite)``: one optimizer step of ``train_step`` from
     ``len(micro_batches) == steps`` ``(images, targets)`` pairs, as if they were one batch of all their images.
 
     Each micro-batch adds its loss-scaled gradients to float32 buffers (one compiled graph, run ``steps``
