@@ -3,8 +3,10 @@
 With no arguments it trains the small SNN-MLP of config/snnmlp_digits.yaml on the embedded digits data
 (exported from scikit-learn on first use) in a few minutes on a CPU, into output/snnmlp_digits. ImageNet:
   python train.py --config_path config/snnmlp_t_imagenet_gpu.yaml --dataset_path /data/imagenet
-Checkpoints, config.yaml, train.log and metrics.jsonl go to --output_dir; running the same command again
-continues from the newest complete checkpoint there. The last stdout line is a JSON summary.
+Checkpoints, config.yaml, train.log, metrics.jsonl and curves.png (loss, accuracy and lr per epoch, redrawn
+after every epoch; scripts/plot_metrics.py overlays several runs) go to --output_dir; running the same
+command again continues from the newest complete checkpoint there. Fewer devices than the recipe's 8: keep
+its global batch with --accumulation_steps (e.g. 2 devices x 128 x 4). The last stdout line is a JSON summary.
 """
 import json
 import sys

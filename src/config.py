@@ -74,7 +74,7 @@ _KEYS = [
     # data
     Key("dataset_path", "str", None, "ImageFolder root holding train/ and val/; null: the embedded digits "
         "(exported on first use)", "data", nullable=True, aliases=("data_dir",)),
-    Key("batch_size", "int", 128, "images per device per step", "data"),
+    Key("batch_size", "int", 128, "images per device per micro-batch (per step without accumulation)", "data"),
     Key("num_parallel_workers", "int", None,
         "data loading threads per device; null: 1 or more, whichever a short timing probe finds faster", "data",
         nullable=True),
@@ -116,6 +116,8 @@ _KEYS = [
     Key("lif_weight_decay", "float", 0.0, "weight decay of the LIF tau/Vth", "optim"),
     Key("lif_start_epoch", "int", 1, "epoch (0-based) from which tau/Vth are updated (the original froze them "
         "in epoch 0)", "optim"),
+    Key("accumulation_steps", "int", 1, "micro-batches per optimizer step (gradient accumulation): the effective "
+        "global batch, which lr_scale uses, is devices x batch_size x this", "optim"),
     Key("clip_grad", "float", 5.0, "clip the gradients' global L2 norm to this (0: off)", "optim"),
     Key("ema", "bool", False, "keep an EMA of the weights; validation and best.ckpt then use it", "optim"),
     Key("ema_decay", "float", 0.9999, "EMA decay", "optim"),
@@ -134,8 +136,12 @@ _KEYS = [
         choices=("auto", "CPU", "GPU", "Ascend"), aliases=("platform",)),
     Key("seed", "int", 42, "random seed (weights, data order, augmentation)", "run"),
     Key("log_interval", "int", 20, "steps between training log lines", "run"),
-    Key("output_dir", "str", "output/snnmlp", "where checkpoints, config.yaml, train.log and metrics.jsonl go",
+    Key("output_dir", "str", "output/snnmlp", "where checkpoints, config.yaml, train.log, metrics.jsonl and "
+        "curves.png go",
         "run", aliases=("ckpt_save_dir",)),
+    Key("tensorboard", "bool", False, "train: also write TensorBoard event files (tensorboardX) to output_dir/"
+        "tensorboard: the epoch metrics of curves.png, per step loss, lr and grad_norm, images/s per log line",
+        "run"),
     Key("keep_checkpoint_max", "int", 5, "epoch checkpoints kept (the newest; best.ckpt is kept apart)", "run"),
     Key("resume", "str", None, "train: continue from this checkpoint (its epoch, step, optimizer state)", "run",
         nullable=True),
@@ -340,7 +346,7 @@ def load_config(argv=None, description="SNN-MLP", defaults_from=None):
 def _check(values):
     """Cross-key rules that single values cannot express."""
     positive = ("num_classes", "image_size", "in_chans", "patch_size", "batch_size", "epochs", "base_batch_size",
-                "log_interval", "keep_checkpoint_max", "loss_scale_window")
+                "log_interval", "keep_checkpoint_max", "loss_scale_window", "accumulation_steps")
     for name in positive:
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive, got {values[name]}")

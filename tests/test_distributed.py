@@ -53,7 +53,9 @@ def _install(trace_dir, watched):
     from mindspore import get_auto_parallel_context, nn
 
     reducers = []
+    calls = []
     original_init = nn.DistributedGradReducer.__init__
+    original_construct = nn.DistributedGradReducer.construct
 
     def dump():
         parameters, mean = reducers[-1]
@@ -61,7 +63,11 @@ def _install(trace_dir, watched):
             mean = get_auto_parallel_context("gradients_mean")
         np.savez(os.path.join(trace_dir, f"final_rank{rank}.npz"), **{p.name: p.asnumpy() for p in parameters})
         with open(os.path.join(trace_dir, f"reducer_rank{rank}.json"), "w") as f:
-            f.write(f'{{"mean": {str(bool(mean)).lower()}, "reducers": {len(reducers)}}}')
+            f.write(f'{{"mean": {str(bool(mean)).lower()}, "reducers": {len(reducers)}, "calls": {len(calls)}}}')
+
+    def construct(self, grads):  # PYNATIVE: one Python call per gradient AllReduce
+        calls.append(1)
+        return original_construct(self, grads)
 
     def init(self, parameters, *args, **kwargs):
         bound = inspect.signature(original_init).bind(self, parameters, *args, **kwargs)
@@ -73,6 +79,7 @@ def _install(trace_dir, watched):
         original_init(self, parameters, *args, **kwargs)
 
     nn.DistributedGradReducer.__init__ = init
+    nn.DistributedGradReducer.construct = construct
 
 
 if os.environ.get("MS_ROLE") == "MS_WORKER" and os.environ.get("SNNMLP_PROBE_DIR"):
@@ -80,10 +87,8 @@ if os.environ.get("MS_ROLE") == "MS_WORKER" and os.environ.get("SNNMLP_PROBE_DIR
 '''
 
 
-@pytest.fixture(scope="module")
-def distributed_run(tmp_path_factory):
-    """One 2-worker run of the CPU launcher: 1 epoch of 2 steps per rank on a small SNN-MLP."""
-    root = tmp_path_factory.mktemp("distributed")
+def _launch(root, *extra_args):
+    """Run the CPU launcher with 2 workers on a small SNN-MLP for 1 epoch in ``root``."""
     home, out, probe_dir, probe_path = root / "home", root / "out", root / "probe", root / "probe_path"
     probe_dir.mkdir()
     probe_path.mkdir()
@@ -93,13 +98,20 @@ def distributed_run(tmp_path_factory):
     env.update(SNNMLP_HOME=str(home), OUTPUT_DIR=str(out), SNNMLP_PROBE_DIR=str(probe_dir),
                SNNMLP_PROBE_WATCH=os.pathsep.join([str(data), str(out)]),
                PYTHONPATH=os.pathsep.join(filter(None, [str(probe_path), env.get("PYTHONPATH")])))
-    # 1,437 training images: 718 per rank = 2 batches of 359, so every image of a shard is consumed.
-    # PYNATIVE skips graph compilation, which would dominate two steps.
-    args = ["--epochs", "1", "--warmup_epochs", "0", "--batch_size", "359", "--mode", "PYNATIVE",
-            "--embed_dim", "16", "--depths", "1,1,1,1", "--keep_checkpoint_max", "1"]
+    # PYNATIVE skips graph compilation, which would dominate two steps (and runs the reducer as Python calls,
+    # which the probe counts).
+    args = ["--epochs", "1", "--warmup_epochs", "0", "--mode", "PYNATIVE", "--embed_dim", "16", "--depths",
+            "1,1,1,1", "--keep_checkpoint_max", "1", *extra_args]
     result = subprocess.run(["bash", str(LAUNCHER), "2", *args], env=env, cwd=root, capture_output=True, text=True,
                             timeout=600)
     return dict(result=result, out=out, data=data, probe=probe_dir)
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory):
+    """1 epoch of 2 steps per rank. 1,437 training images: 718 per rank = 2 batches of 359, so every image of a
+    shard is consumed."""
+    return _launch(tmp_path_factory.mktemp("distributed"), "--batch_size", "359")
 
 
 def probe_files(run):
@@ -146,7 +158,8 @@ def test_shards_are_disjoint_and_cover_the_data(distributed_run, split, dropped)
 def test_weights_identical_on_both_ranks_after_training(distributed_run):
     probe = distributed_run["probe"]
     for rank in ("0", "1"):
-        assert json.loads((probe / f"reducer_rank{rank}.json").read_text()) == {"mean": True, "reducers": 1}
+        assert json.loads((probe / f"reducer_rank{rank}.json").read_text()) == {"mean": True, "reducers": 1,
+                                                                                "calls": 2}
     initial = [dict(np.load(probe / f"initial_rank{rank}.npz")) for rank in ("0", "1")]
     final = [dict(np.load(probe / f"final_rank{rank}.npz")) for rank in ("0", "1")]
     assert final[0].keys() == final[1].keys() == initial[0].keys() and len(final[0]) > 10
@@ -175,3 +188,27 @@ def test_rank0_alone_wrote_the_checkpoints(distributed_run):
     final = np.load(distributed_run["probe"] / "final_rank1.npz")
     for name in final.files:
         np.testing.assert_array_equal(saved[name].asnumpy(), final[name], err_msg=name)
+
+
+def test_accumulation_reduces_once_per_optimizer_step(tmp_path):
+    """2 micro-batches per optimizer step: 4 batches of 179 per rank make 2 optimizer steps, each averaged across
+    the ranks once (2 reducer calls, not 4), and both ranks end with the same weights."""
+    run = _launch(tmp_path, "--batch_size", "179", "--accumulation_steps", "2")
+    result = run["result"]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for rank, log in rank_logs(run).items():
+        summary = json.loads([line for line in log.splitlines() if line.startswith("{")][-1])
+        assert summary["epochs"] == 1 and summary["global_step"] == 2, (rank, summary)
+    assert "2 optimizer steps/epoch of 716 images (2 device(s) x 179 per device x 2 micro-batch(es))" in \
+        rank_logs(run)["0"]
+    probe = run["probe"]
+    for rank in ("0", "1"):
+        assert json.loads((probe / f"reducer_rank{rank}.json").read_text()) == {"mean": True, "reducers": 1,
+                                                                                "calls": 2}
+    initial, final = (dict(np.load(probe / f"{kind}_rank0.npz")) for kind in ("initial", "final"))
+    other = dict(np.load(probe / "final_rank1.npz"))
+    for name in final:
+        np.testing.assert_array_equal(final[name], other[name], err_msg=name)
+    changed = [name for name in final if not np.array_equal(final[name], initial[name])]
+    assert len(changed) >= 0.9 * len(final)
+    assert sorted(p.name for p in run["out"].glob("*.ckpt")) == ["best.ckpt", "snnmlp-1_2.ckpt"]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import mindspore as ms
-from mindspore import Parameter, Tensor, nn
+from mindspore import Parameter, Tensor, nn, ops
 
 from src import config as config_module
 from src.checkpoint import CheckpointError, read_sidecar, sha256_file
@@ -151,6 +151,128 @@ def _torch_step(w1, b1, w2, x, y, lr, clip):
     return float(loss.detach()), float(norm), [p.detach().numpy() for p in params]
 
 
+def _relative_error(got, expected):
+    """Largest deviation over the largest magnitude of ``expected`` (absolute where ``expected`` is all zero)."""
+    scale = np.abs(expected).max()
+    return float(np.abs(got - expected).max() / (scale if scale else 1.0))
+
+
+def test_fused_adamw_is_used_on_cpu():
+    from src.engine.optim import fused_adamw_status
+
+    usable, reason = fused_adamw_status()
+    assert usable, reason
+    net = _Mlp(*(np.ones(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    assert AdamW(build_param_groups(net, 0.05)).fused
+    assert not AdamW(build_param_groups(net, 0.05), fused=False).fused
+
+
+def test_fused_adamw_falls_back_with_a_logged_reason(monkeypatch, caplog):
+    from src.engine import optim
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel AdamWeightDecay not registered\nfor this target")
+
+    monkeypatch.setattr(optim, "_fused_status", {})
+    monkeypatch.setattr(optim.ops, "AdamWeightDecay", lambda: broken)
+    net = _Mlp(*(np.ones(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    with caplog.at_level("WARNING", logger="snn_mlp"):
+        opt = AdamW(build_param_groups(net, 0.05))
+    assert not opt.fused
+    assert "AdamW: separate operators, since ops.AdamWeightDecay unusable on CPU: it fails: kernel " \
+           "AdamWeightDecay not registered for this target" in caplog.text
+
+
+class _ApplyGradients(nn.Cell):
+    """``TrainStep.apply_gradients`` compiled alone, fed with given gradients."""
+
+    def __init__(self, step):
+        super().__init__(auto_prefix=False)
+        self.step = step
+
+    def construct(self, grads, lrs):
+        return self.step.apply_gradients(grads, ops.zeros((), ms.float32), lrs, ops.ones((), ms.float32))
+
+
+@pytest.mark.parametrize("fused, mode", [(True, ms.GRAPH_MODE), (True, ms.PYNATIVE_MODE), (False, ms.GRAPH_MODE)],
+                         ids=["fused-graph", "fused-pynative", "separate-graph"])
+def test_adamw_matches_torch_over_20_clipped_steps(fused, mode):
+    # Clipping, then AdamW with the bias correction folded into lr/eps/wd, against clip_grad_norm_ and
+    # torch.optim.AdamW (float64) on the same gradients, with lr changing every step and the clip active on
+    # most steps. (Through the network, MindSpore's float32 Tanh/LogSoftmax gradients differ from torch's by
+    # up to 1e-4, which Adam's normalisation carries into the weights: test_train_step_matches_torch.)
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(7)
+    init = [rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6,), (3, 6))]
+    net = _Mlp(*init)
+    step = TrainStep(net, AdamW(build_param_groups(net, 0.05), 0.9, 0.999, 1e-8, fused=fused), clip_grad=0.5)
+    apply = _ApplyGradients(step)
+    t_params = [torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)) for v in init]
+    t_opt = torch.optim.AdamW([{"params": [t_params[0], t_params[2]], "weight_decay": 0.05},
+                               {"params": [t_params[1]], "weight_decay": 0.0}], lr=0.0, betas=(0.9, 0.999), eps=1e-8)
+    order = [p.name for p in step.weights]
+    clipped = 0
+    for i in range(20):
+        lr = 0.02 * (1 + math.cos(math.pi * i / 20)) / 2 + 1e-3
+        grads = {name: (rng.standard_normal(p.shape) * rng.uniform(0.02, 0.15)).astype(np.float32)
+                 for name, p in zip(("fc1.weight", "fc1.bias", "fc2.weight"), t_params)}
+        norm, finite = apply(ms.mutable(tuple(Tensor(grads[name]) for name in order)),
+                             Tensor(np.array([lr, 0.0], np.float32)))
+        for name, param in zip(("fc1.weight", "fc1.bias", "fc2.weight"), t_params):
+            param.grad = torch.tensor(grads[name], dtype=torch.float64)
+        t_norm = float(torch.nn.utils.clip_grad_norm_(t_params, 0.5))
+        assert bool(finite.asnumpy()) and float(norm.asnumpy()) == pytest.approx(t_norm, rel=1e-6)
+        clipped += t_norm > 0.5
+        for group in t_opt.param_groups:
+            group["lr"] = lr
+        t_opt.step()
+    assert 5 <= clipped <= 15
+    assert int(step.optimizer.adam_step.asnumpy()) == 20
+    for param, expected in zip((net.fc1.weight, net.fc1.bias, net.fc2.weight), t_params):
+        assert _relative_error(param.asnumpy(), expected.detach().numpy()) < 1e-6, param.name
+    assert _relative_error(net.fc1.weight.asnumpy(), init[0]) > 1e-2  # it trained
+
+
+# Saved by the engine of commit 5a7ee76 (AdamW as separate operators): _Mlp from seed 11 after 3 train steps
+# (clip 1, dynamic loss scale 256, EMA 0.9), through CheckpointManager.save_epoch as train.py saves.
+OLD_CHECKPOINT = os.path.join(str(REPO_ROOT), "tests", "data", "engine_5a7ee76", "mlp-1_3.ckpt")
+
+
+def test_checkpoint_of_the_previous_optimizer_resumes_exactly():
+    saved = {name: value.asnumpy() for name, value in ms.load_checkpoint(OLD_CHECKPOINT).items()}
+    net = _Mlp(*(np.zeros(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    step = TrainStep(net, AdamW(build_param_groups(net, 0.05)), clip_grad=1.0, loss_scale=1.0,
+                     loss_scale_type="dynamic", ema=EMA(net.trainable_params(), 0.9))
+    assert step.optimizer.fused
+    counters = load_train_state(step.parameters_dict(), OLD_CHECKPOINT)
+    assert counters == {"epoch_num": 1, "step_num": 3, "best_top1": 50.0, "best_epoch": 1}
+    for name, param in step.parameters_dict().items():
+        np.testing.assert_array_equal(param.asnumpy(), saved[name], err_msg=name)
+    assert int(step.optimizer.adam_step.asnumpy()) == 3 and float(step.loss_scale.asnumpy()) == 256.0
+    # The next step continues the saved moments and bias correction, as torch's AdamW from the same state.
+    names = ("fc1.weight", "fc1.bias", "fc2.weight")
+    t_params = [torch.nn.Parameter(torch.tensor(saved[n], dtype=torch.float64)) for n in names]
+    t_opt = torch.optim.AdamW([{"params": [t_params[0], t_params[2]], "weight_decay": 0.05},
+                               {"params": [t_params[1]], "weight_decay": 0.0}], lr=0.01)
+    for name, param in zip(names, t_params):
+        t_opt.state[param] = {"step": torch.tensor(3.0),
+                              "exp_avg": torch.tensor(saved[f"adam_m.{name}"], dtype=torch.float64),
+                              "exp_avg_sq": torch.tensor(saved[f"adam_v.{name}"], dtype=torch.float64)}
+    grads = {n: np.random.default_rng(12).standard_normal(p.shape).astype(np.float32) * 0.1
+             for n, p in zip(names, t_params)}
+    _ApplyGradients(step)(ms.mutable(tuple(Tensor(grads[p.name]) for p in step.weights)),
+                          Tensor(np.array([0.01, 0.0], np.float32)))
+    for name, param in zip(names, t_params):
+        param.grad = torch.tensor(grads[name], dtype=torch.float64)
+    torch.nn.utils.clip_grad_norm_(t_params, 1.0)
+    t_opt.step()
+    for name, expected in zip(names, t_params):
+        got = step.parameters_dict()[name].asnumpy()
+        assert _relative_error(got, expected.detach().numpy()) < 1e-6, name
+        assert _relative_error(got, saved[name]) > 1e-4, name  # it moved
+    assert int(step.optimizer.adam_step.asnumpy()) == 4
+
+
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
 def test_train_step_matches_torch(mode):
     ms.set_context(mode=mode)
@@ -192,6 +314,135 @@ def test_train_step_skips_non_finite_and_adjusts_dynamic_scale():
     step(good, y, lrs)  # second finite step in a row: the window is full
     assert float(step.loss_scale.asnumpy()) == 1024.0
     assert int(step.optimizer.adam_step.asnumpy()) == 2
+
+
+# ----------------------------------------------------------------------------------------------- accumulation
+
+def _accumulation_pair(model, mode):
+    """Two copies of one network (same initial weights), each with its TrainStep (clip active, dynamic scale)."""
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(8)
+    if model == "mlp":
+        init = [rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6,), (3, 6))]
+        nets = [_Mlp(*init), _Mlp(*init)]
+        inputs = rng.standard_normal((32, 5)).astype(np.float32)
+        classes = 3
+    else:
+        ms.set_seed(3)
+        nets = [_tiny_snnmlp(drop_path_rate=0.0)]
+        nets.append(_tiny_snnmlp(drop_path_rate=0.0))
+        for a, b in zip(nets[0].get_parameters(), nets[1].get_parameters()):
+            b.set_data(a.value().copy())
+        inputs = rng.standard_normal((32, 3, 32, 32)).astype(np.float32)
+        classes = 3
+    targets = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, 32)] * 0.9 + 0.1 / classes
+    steps = [TrainStep(net, AdamW(build_param_groups(net, 0.05)), clip_grad=0.1, loss_scale=256.0,
+                       loss_scale_type="dynamic", scale_window=1000) for net in nets]
+    return nets, steps, inputs, targets
+
+
+@pytest.mark.parametrize("model, mode, steps", [("mlp", ms.GRAPH_MODE, 3), ("snnmlp", ms.PYNATIVE_MODE, 1)],
+                         ids=["mlp-graph", "snnmlp-pynative"])
+def test_accumulating_4_batches_of_8_equals_one_batch_of_32(model, mode, steps):
+    from src.engine.step import GradientAccumulation
+
+    nets, (whole, micro), inputs, targets = _accumulation_pair(model, mode)
+    accumulate = GradientAccumulation(micro, 4)
+    # A small lr: AdamW's first steps divide each gradient by about its own magnitude, so on elements whose
+    # contributions cancel (gradients near eps) the float32 rounding of the sums reaches the weights at
+    # lr scale; the gradients themselves are compared directly below.
+    lrs = Tensor(np.array([1e-4, 1e-4], np.float32))
+    for _ in range(steps):
+        _, expected = whole.gradients(Tensor(inputs), Tensor(targets), ops.ones((), ms.float32))
+        loss, norm, finite = whole(Tensor(inputs), Tensor(targets), lrs)
+        for k in range(0, 32, 8):
+            accumulate.add(Tensor(inputs[k:k + 8]), Tensor(targets[k:k + 8]))
+        for buffer, grad in zip(accumulate.buffers, expected):  # the sum of 4 loss-scaled gradients
+            assert _relative_error(buffer.asnumpy() / (4 * 256.0), grad.asnumpy()) < 1e-5, buffer.name
+        acc_loss, acc_norm, acc_finite = accumulate.apply(lrs)
+        assert bool(finite.asnumpy()) and bool(acc_finite.asnumpy())
+        assert float(acc_loss.asnumpy()) == pytest.approx(float(loss.asnumpy()), rel=1e-5)
+        assert float(acc_norm.asnumpy()) == pytest.approx(float(norm.asnumpy()), rel=1e-5)
+        assert float(norm.asnumpy()) > 0.1  # the clip acts on the accumulated gradient
+        assert not any(buffer.asnumpy().any() for buffer in accumulate.buffers)  # emptied for the next step
+    for a, b in zip(nets[0].trainable_params(), nets[1].trainable_params()):
+        assert _relative_error(b.asnumpy(), a.asnumpy()) < 1e-5, a.name
+    assert int(micro.optimizer.adam_step.asnumpy()) == steps  # one AdamW step per optimizer step
+    assert float(micro.loss_scale.asnumpy()) == 256.0
+    assert not any(name.startswith("grad_accum") for name in micro.parameters_dict())  # not checkpointed
+
+
+def test_accumulation_skips_the_whole_step_on_one_bad_micro_batch():
+    from src.engine.step import GradientAccumulation
+
+    nets, (reference, micro), inputs, targets = _accumulation_pair("mlp", ms.PYNATIVE_MODE)
+    accumulate = GradientAccumulation(micro, 2)
+    lrs = Tensor(np.array([0.01, 0.01], np.float32))
+    before = [p.asnumpy().copy() for p in nets[1].trainable_params()]
+    bad = inputs[8:16].copy()
+    bad[3, 2] = np.inf
+    _, _, finite = accumulate([(Tensor(inputs[:8]), Tensor(targets[:8])), (Tensor(bad), Tensor(targets[8:16]))], lrs)
+    assert not bool(finite.asnumpy())
+    for param, old in zip(nets[1].trainable_params(), before):
+        np.testing.assert_array_equal(param.asnumpy(), old)  # the finite first micro-batch was not applied
+    assert int(micro.optimizer.adam_step.asnumpy()) == 0
+    assert float(micro.loss_scale.asnumpy()) == 128.0  # halved once, for the step
+    with pytest.raises(ValueError, match="takes 2 micro-batches, got 1"):
+        accumulate([(Tensor(inputs[:8]), Tensor(targets[:8]))], lrs)
+    # Nothing of the skipped step lingers: the next step equals a first step on its own 16 images, at the
+    # halved scale.
+    reference.loss_scale.set_data(Tensor(128.0, ms.float32))
+    reference(Tensor(inputs[16:]), Tensor(targets[16:]), lrs)
+    _, _, finite = accumulate([(Tensor(inputs[16:24]), Tensor(targets[16:24])),
+                               (Tensor(inputs[24:]), Tensor(targets[24:]))], lrs)
+    assert bool(finite.asnumpy())
+    for a, b in zip(nets[0].trainable_params(), nets[1].trainable_params()):
+        assert _relative_error(b.asnumpy(), a.asnumpy()) < 1e-5, a.name
+
+
+def test_accumulation_resumes_exactly_from_a_checkpoint(tmp_path):
+    # Checkpoints fall between optimizer steps, where the buffers are empty: a run saved after 2 steps and
+    # restored into a fresh TrainStep continues exactly as the uninterrupted one.
+    from src.engine.step import GradientAccumulation
+
+    nets, steps, inputs, targets = _accumulation_pair("mlp", ms.GRAPH_MODE)
+    lrs = Tensor(np.array([1e-2, 1e-2], np.float32))
+    batches = [[(Tensor(inputs[k:k + 8]), Tensor(targets[k:k + 8])), (Tensor(inputs[k + 8:k + 16]),
+                                                                      Tensor(targets[k + 8:k + 16]))]
+               for k in (0, 16, 0, 16)]
+    uninterrupted = GradientAccumulation(steps[0], 2)
+    for micro_batches in batches:
+        uninterrupted(micro_batches, lrs)
+    first = GradientAccumulation(steps[1], 2)
+    for micro_batches in batches[:2]:
+        first(micro_batches, lrs)
+    path = CheckpointManager(str(tmp_path), "mlp").save_epoch(steps[1].parameters_dict(), 1, 2,
+                                                              {"epoch_num": 1, "step_num": 2})
+    fresh_net = _Mlp(*(np.zeros(s, np.float32) for s in ((6, 5), (6,), (3, 6))))
+    fresh = TrainStep(fresh_net, AdamW(build_param_groups(fresh_net, 0.05)), clip_grad=0.1, loss_scale=1.0,
+                      loss_scale_type="dynamic", scale_window=1000)
+    load_train_state(fresh.parameters_dict(), path)
+    resumed = GradientAccumulation(fresh, 2)
+    for micro_batches in batches[2:]:
+        resumed(micro_batches, lrs)
+    for a, b in zip(nets[0].trainable_params(), fresh_net.trainable_params()):
+        np.testing.assert_array_equal(b.asnumpy(), a.asnumpy(), err_msg=a.name)
+    assert int(fresh.optimizer.adam_step.asnumpy()) == 4
+
+
+def test_epochs_are_cut_to_whole_optimizer_steps(caplog):
+    from types import SimpleNamespace
+
+    from src.engine.trainer import _Run
+
+    run = SimpleNamespace(cfg=SimpleNamespace(accumulation_steps=4, batch_size=8))
+    with caplog.at_level("WARNING", logger="snn_mlp"):
+        assert _Run._optimizer_steps_per_epoch(run, 10) == 2
+    assert "10 batches per epoch are not a multiple of accumulation_steps 4: the last 2 of each epoch are left " \
+           "out" in caplog.text
+    assert _Run._optimizer_steps_per_epoch(run, 8) == 2
+    with pytest.raises(ConfigError, match="an epoch has 3 batches of 8 per device, fewer than accumulation_steps 4"):
+        _Run._optimizer_steps_per_epoch(run, 3)
 
 
 def test_ema_follows_its_formula_and_swaps():

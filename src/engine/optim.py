@@ -6,14 +6,20 @@ the (batch-scaled) base learning rate with weight decay 0.05, and the LIF ``tau`
 learning-rate slots (``LR_MAIN``, ``LR_LIF``) fed every step by the training loop, so the update itself is
 a single compiled graph and the learning rates are plain inputs (nothing to restore on resume but the step).
 """
+import logging
+import math
 from dataclasses import dataclass
 from typing import List
+
+import numpy as np
 
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 __all__ = ["ParamGroup", "LR_MAIN", "LR_LIF", "is_lif_param", "is_no_decay_param", "build_param_groups",
-           "AdamW", "EMA"]
+           "AdamW", "fused_adamw_status", "EMA"]
+
+logger = logging.getLogger("snn_mlp")
 
 # Index of each learning rate in the ``lrs`` tensor the optimizer takes every step.
 LR_MAIN, LR_LIF = 0, 1
@@ -76,14 +82,84 @@ def _adamw_update_tensor(beta1, beta2, eps, correction1, correction2, lrs, slot,
     return ops.assign(param, ops.cast(new_param, param.dtype))
 
 
+_fused_adamw_update = ops.MultitypeFuncGraph("fused_adamw_update")
+
+
+@_fused_adamw_update.register("Function", "Number", "Number", "Tensor", "Tensor", "Tensor", "Tensor", "Number",
+                              "Number", "Tensor", "Tensor", "Tensor", "Tensor")
+def _fused_adamw_update_tensor(op, beta1, beta2, lr_factor, eps, decay_factor, lrs, slot, weight_decay, param,
+                               exp_avg, exp_avg_sq, grad):
+    # The bias correction folded into lr and eps, the decay rescaled to stay lr * weight_decay (see AdamW).
+    lr = lrs[slot] * lr_factor
+    decay = ops.cast(weight_decay * decay_factor, ms.float32)
+    update = op(param, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, decay, ops.cast(grad, param.dtype))
+    return ops.depend(param, update)
+
+
+def _one_minus_power(beta, step):
+    """``1 - beta**step`` without the cancellation of ``1 - pow`` (at step 1 and beta2 0.999 that loses four
+    digits in float32). ``beta`` is the float32 value the fused kernel uses for its moment averages, so the
+    correction is exact for the averages it keeps."""
+    return -ops.expm1(step * math.log(float(np.float32(beta))))
+
+
+def _probe_fused_adamw():
+    """Run ``ops.AdamWeightDecay`` for two steps on a few numbers and compare with its documented formula."""
+    beta1, beta2, eps, lr, decay = 0.9, 0.999, 1e-3, 0.1, 0.5
+    values = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    grads = (np.array([0.3, -1.0, 2.0, 0.0], np.float32), np.array([-0.2, 0.5, 1.0, 4.0], np.float32))
+    param = Parameter(Tensor(values), name="fused_adamw_probe")
+    exp_avg = Parameter(Tensor(np.zeros(4, np.float32)), name="fused_adamw_probe_m")
+    exp_avg_sq = Parameter(Tensor(np.zeros(4, np.float32)), name="fused_adamw_probe_v")
+    op = ops.AdamWeightDecay()
+    w, m, v = values.astype(np.float64), np.zeros(4), np.zeros(4)
+    b1, b2 = float(np.float32(beta1)), float(np.float32(beta2))  # the kernel's float32 betas
+    for grad in grads:
+        op(param, exp_avg, exp_avg_sq, Tensor(lr, ms.float32), beta1, beta2, Tensor(eps, ms.float32),
+           Tensor(decay, ms.float32), Tensor(grad))
+        m = b1 * m + (1 - b1) * grad
+        v = b2 * v + (1 - b2) * grad * grad
+        w = w - lr * (m / (np.sqrt(v) + eps) + decay * w)
+    for name, got, expected in (("var", param, w), ("m", exp_avg, m), ("v", exp_avg_sq, v)):
+        error = np.abs(got.asnumpy() - expected).max() / np.abs(expected).max()
+        if not error < 1e-5:
+            return f"its {name} differs from the documented update by {error:.2g} (relative)"
+    return None
+
+
+_fused_status = {}
+
+
+def fused_adamw_status():
+    """``(usable, reason)``: whether ``ops.AdamWeightDecay`` runs and computes its documented update on the
+    current device target (probed once per target)."""
+    target = ms.get_context("device_target")
+    if target not in _fused_status:
+        try:
+            problem = _probe_fused_adamw()
+        except Exception as e:  # any failure of the primitive on this target means: do not use it
+            problem = f"it fails: {' '.join(str(e).split())[:200]}"
+        _fused_status[target] = ((False, f"ops.AdamWeightDecay unusable on {target}: {problem}") if problem
+                                 else (True, f"ops.AdamWeightDecay on {target}"))
+    return _fused_status[target]
+
+
 class AdamW(nn.Cell):
     """AdamW over ``groups`` (see ``build_param_groups``); ``construct(grads, lrs)`` applies one step.
 
     ``grads`` follow ``self.parameters``; ``lrs`` is a float32 tensor indexed by each group's ``lr_slot``.
     State: ``adam_m.*``/``adam_v.*`` moments and the step count ``adam_step`` (bias correction).
+
+    The update is ``torch.optim.AdamW``'s. By default (``fused=None``) it runs as MindSpore's fused
+    ``ops.AdamWeightDecay`` (one kernel per parameter instead of a dozen elementwise operators), which computes
+    ``p - lr' (m / (sqrt(v) + eps') + wd' p)`` without bias correction. With ``c1 = 1 - beta1^t`` and
+    ``c2 = 1 - beta2^t``, torch's ``p (1 - lr wd) - lr/c1 m / (sqrt(v)/sqrt(c2) + eps)`` is that update with
+    ``lr' = lr sqrt(c2)/c1``, ``eps' = eps sqrt(c2)`` and ``wd' = wd c1/sqrt(c2)`` (so ``lr' wd' = lr wd``).
+    Where the primitive fails or computes something else (``fused_adamw_status``), the same update runs as
+    separate operators, and the reason is logged. ``fused=False`` forces those.
     """
 
-    def __init__(self, groups, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, groups, beta1=0.9, beta2=0.999, eps=1e-8, fused=None):
         super().__init__()
         if not 0.0 <= beta1 < 1.0 or not 0.0 <= beta2 < 1.0:
             raise ValueError(f"AdamW betas must lie in [0, 1), got ({beta1}, {beta2})")
@@ -99,12 +175,27 @@ class AdamW(nn.Cell):
         self.weight_decays = tuple(g.weight_decay for g in groups for _ in g.params)
         self.adam_step = Parameter(Tensor(0, ms.int32), name="adam_step", requires_grad=False)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        if fused is None:
+            fused, reason = fused_adamw_status()
+            if fused:
+                logger.info("AdamW: %s", reason)
+            else:
+                logger.warning("AdamW: separate operators, since %s", reason)
+        self.fused = bool(fused)
+        self.fused_op = ops.AdamWeightDecay()
         self.hyper_map = ops.HyperMap()
 
     def construct(self, grads, lrs):
         step = self.adam_step + 1
         ops.assign(self.adam_step, step)
         step = ops.cast(step, ms.float32)
+        if self.fused:
+            correction1 = _one_minus_power(self.beta1, step)
+            root2 = ops.sqrt(_one_minus_power(self.beta2, step))
+            return self.hyper_map(ops.partial(_fused_adamw_update, self.fused_op, self.beta1, self.beta2,
+                                              root2 / correction1, self.eps * root2, correction1 / root2, lrs),
+                                  self.slots, self.weight_decays, self.parameters, self.exp_avg, self.exp_avg_sq,
+                                  grads)
         correction1 = 1.0 - ops.pow(self.beta1, step)
         correction2 = 1.0 - ops.pow(self.beta2, step)
         return self.hyper_map(ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, correction1,

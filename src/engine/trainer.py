@@ -20,10 +20,11 @@ from mindspore import Tensor, nn, ops
 from ..checkpoint import load_checkpoint_strict, read_checkpoint, verify_file
 from ..config import ConfigError, aug_settings, model_kwargs, save_config
 from .checkpoints import CheckpointManager, load_train_state
+from .curves import TrainingCurves
 from .evaluate import evaluate
 from .optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups
 from .schedule import CosineWarmupSchedule, scale_lr
-from .step import TrainStep
+from .step import GradientAccumulation, TrainStep
 
 __all__ = ["train", "setup_context", "distributed_env", "init_distributed", "setup_logging", "resolve_dataset",
            "build_dataset", "build_network", "load_initial_weights", "make_all_reduce", "TrainingError"]
@@ -254,11 +255,12 @@ class _Run:
                                   f"({'it is a file' if os.path.isfile(self.output_dir) else e.strerror or e})") from e
             setup_logging(self.output_dir, self.rank)
         self.val_data = build_dataset(cfg, self.data_root, False, self.rank, self.group_size, cfg.seed)
-        self.steps_per_epoch = self._train_data(0).get_dataset_size()
+        self.steps_per_epoch = self._optimizer_steps_per_epoch(self._train_data(0).get_dataset_size())
         self.model, self.net = build_network(cfg, self.device_target, self.output_dir)
         self._build_optimization()
         self.checkpoints = CheckpointManager(self.output_dir, cfg.model, cfg.keep_checkpoint_max, self.writer)
         self.all_reduce = make_all_reduce(self.group_size)
+        self.curves = TrainingCurves(self.output_dir, cfg.tensorboard, self.writer)
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, -1
         self.last_val = None
 
@@ -267,9 +269,21 @@ class _Run:
         # run reached it directly or through a resume.
         return build_dataset(self.cfg, self.data_root, True, self.rank, self.group_size, self.cfg.seed + epoch)
 
+    def _optimizer_steps_per_epoch(self, micro_batches):
+        accumulation = self.cfg.accumulation_steps
+        if micro_batches < accumulation:
+            raise ConfigError(f"an epoch has {micro_batches} batches of {self.cfg.batch_size} per device, fewer than "
+                              f"accumulation_steps {accumulation}: lower accumulation_steps or batch_size")
+        if micro_batches % accumulation:
+            logger.warning("%d batches per epoch are not a multiple of accumulation_steps %d: the last %d of each "
+                           "epoch are left out (checkpoints fall on whole optimizer steps)", micro_batches,
+                           accumulation, micro_batches % accumulation)
+        return micro_batches // accumulation
+
     def _build_optimization(self):
         cfg = self.cfg
-        self.global_batch = cfg.batch_size * self.group_size
+        # What one optimizer step sees, and so what the learning rates are scaled for.
+        self.global_batch = cfg.batch_size * self.group_size * cfg.accumulation_steps
         scale = lambda lr: scale_lr(lr, self.global_batch, cfg.base_batch_size, cfg.lr_scale)
         total = cfg.epochs * self.steps_per_epoch
         self.schedule = CosineWarmupSchedule(scale(cfg.lr), scale(cfg.warmup_lr), scale(cfg.min_lr),
@@ -284,6 +298,7 @@ class _Run:
             reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=self.group_size)
         self.train_step = TrainStep(self.net, optimizer, cfg.clip_grad, cfg.loss_scale, cfg.loss_scale_type,
                                     cfg.loss_scale_factor, cfg.loss_scale_window, self.ema, reducer)
+        self.optimizer_step = GradientAccumulation(self.train_step, cfg.accumulation_steps)
 
     def learning_rates(self, global_step, epoch):
         lrs = np.zeros(2, np.float32)
@@ -365,12 +380,15 @@ class _Run:
                     "%s, %d device(s)", cfg.model, count_params(self.model) / 1e6,
                     self.model.flops(cfg.image_size) / 1e6, cfg.image_size,
                     self.device_target, cfg.mode, self.group_size)
-        logger.info("data %s: %d steps/epoch of %d images (%d per device); %d validation batches",
-                    self.data_root, self.steps_per_epoch, self.global_batch, cfg.batch_size,
+        logger.info("data %s: %d optimizer steps/epoch of %d images (%d device(s) x %d per device x %d "
+                    "micro-batch(es)); %d validation batches", self.data_root, self.steps_per_epoch,
+                    self.global_batch, self.group_size, cfg.batch_size, cfg.accumulation_steps,
                     self.val_data.get_dataset_size())
         groups = ", ".join(f"{g.name} {len(g.params)} (wd {g.weight_decay:g})" for g in self.groups)
-        logger.info("AdamW groups: %s; lr %.3g (warmup %.3g over %d epochs, min %.3g), lif_lr %.3g from epoch "
-                    "%d, clip %g, amp %s, loss scale %s %g%s", groups, self.schedule.peak_lr,
+        scaling = (f"{cfg.lr:g} x global batch {self.global_batch} / {cfg.base_batch_size}"
+                   if cfg.lr_scale == "linear" else "not scaled")
+        logger.info("AdamW groups: %s; lr %.3g (%s; warmup %.3g over %d epochs, min %.3g), lif_lr %.3g from epoch "
+                    "%d, clip %g, amp %s, loss scale %s %g%s", groups, self.schedule.peak_lr, scaling,
                     self.schedule.warmup_lr, cfg.warmup_epochs, self.schedule.min_lr, cfg.lif_lr,
                     cfg.lif_start_epoch, cfg.clip_grad, cfg.amp_level, cfg.loss_scale_type, cfg.loss_scale,
                     f", EMA {cfg.ema_decay}" if self.ema is not None else "")
@@ -383,10 +401,14 @@ class _Run:
         steps = self.steps_per_epoch
         window, epoch_loss, epoch_applied, bad_windows = _StepMeter(), 0.0, 0, 0
         epoch_start = time.time()
-        for i, (images, targets) in enumerate(self._train_data(self.epoch).create_tuple_iterator(num_epochs=1)):
+        batches = self._train_data(self.epoch).create_tuple_iterator(num_epochs=1)
+        for i in range(steps):
+            micro_batches = [next(batches) for _ in range(cfg.accumulation_steps)]
             lrs = self.learning_rates(self.global_step, self.epoch)
-            window.add(*self.train_step(images, targets, Tensor(lrs)))
+            outputs = self.optimizer_step(micro_batches, Tensor(lrs))
+            window.add(*outputs)
             self.global_step += 1
+            self.curves.add_step(self.global_step, lrs[LR_MAIN], *outputs)
             if i == 0:
                 first_step_end = time.time()
             if (i + 1) % cfg.log_interval and i + 1 != steps:
@@ -400,9 +422,11 @@ class _Run:
             remaining = (steps - i - 1) + (cfg.epochs - self.epoch - 1) * steps
             eta = remaining * step_time + (cfg.epochs - self.epoch) * (self.last_val.seconds if self.last_val else 0)
             scale = float(self.train_step.loss_scale.asnumpy())
+            images_per_s = stats.steps * self.global_batch / stats.seconds
+            self.curves.flush_steps(images_per_s)
             logger.info("epoch %d/%d step %d/%d (global %d) loss %.4f grad_norm %.3f lr %.3g img/s %.1f eta %s%s%s",
                         self.epoch + 1, cfg.epochs, i + 1, steps, self.global_step, stats.loss, stats.grad_norm,
-                        lrs[LR_MAIN], stats.steps * self.global_batch / stats.seconds, _format_seconds(eta),
+                        lrs[LR_MAIN], images_per_s, _format_seconds(eta),
                         f" skipped {stats.steps - stats.applied}" if stats.applied < stats.steps else "",
                         f" loss_scale {scale:g}" if cfg.loss_scale_type == "dynamic" else "")
             bad_windows = bad_windows + 1 if stats.applied == 0 else 0
@@ -412,6 +436,7 @@ class _Run:
                                     f"up to global step {self.global_step} (lr {lrs[LR_MAIN]:.3g}): lower --lr, or "
                                     f"check the data")
             window = _StepMeter()
+        batches.stop()  # the last micro-batches, too few for an optimizer step, are never read
         from ..dataset import unreadable_report
 
         unreadable_report("train")
@@ -444,6 +469,8 @@ class _Run:
                         train_time, f", {skipped} steps skipped" if skipped else "", val.top1, val.top5, val.loss,
                         val.num_images, val.seconds, f", {val.skipped} unreadable" if val.skipped else "",
                         self.best_top1, self.best_epoch, os.path.basename(path) + (" and best.ckpt" if best else ""))
+            self.curves.after_epoch()  # metrics.jsonl has this epoch's record (written by save)
+        self.curves.close()
         return self.summary()
 
     def _metrics(self, train_loss, skipped, train_time, val):
