@@ -1,4 +1,5 @@
 """Shared test fixtures: the repository on ``sys.path``, the exported digits default, tiny ImageFolders."""
+import logging
 import sys
 from pathlib import Path
 
@@ -9,6 +10,18 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `pytest` from any directory imports `src.` like `python -m pytest`
     sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _project_logger_restored():
+    """Training sets the ``snn_mlp`` logger up for a console (its own handlers, no propagation); a test that
+    trains in-process would otherwise hide every later test's project records from ``caplog``."""
+    logger = logging.getLogger("snn_mlp")
+    saved = logger.propagate, logger.level, list(logger.handlers)
+    yield
+    for handler in set(logger.handlers) - set(saved[2]):
+        handler.close()
+    logger.propagate, logger.level, logger.handlers[:] = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")
