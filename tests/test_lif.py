@@ -17,8 +17,9 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 import src.lif as lif
+from src.kernels import custom_op
 from src.lif import LIFScan
-from src.lif.custom import CPU_RECIPE, CUDA_RECIPE, KernelBuildError, build_library, library_path
+from src.kernels.build import LIF_CPU_RECIPE, LIF_CUDA_RECIPE, KernelBuildError, build_library, library_path
 from src.lif.reference import lif_backward_np, lif_forward_np
 
 SHAPES = [(2, 3, 7, 9), (1, 2, 13, 5)]
@@ -306,7 +307,7 @@ def test_backend_choice_falls_back_and_logs_once(monkeypatch, caplog):
         raise KernelBuildError("no compiler here")
 
     monkeypatch.setattr(lif, "make_custom_ops", no_kernel)
-    monkeypatch.setattr(lif, "_logged_choices", set())
+    monkeypatch.setattr(custom_op, "_logged", set())
     with caplog.at_level(logging.INFO, logger="snn_mlp"):
         scans = [LIFScan(4, axis, "auto") for axis in (2, 3, 2)]
     assert all(s.backend == "primitive" and s.kernel is None for s in scans)
@@ -323,7 +324,7 @@ def test_backend_choice_falls_back_and_logs_once(monkeypatch, caplog):
 def _probe_recipe(directory, body="1"):
     (directory / "probe.h").write_text(f"#define PROBE_VALUE {body}\n")
     (directory / "probe.cc").write_text('#include "probe.h"\nextern "C" int Probe() { return PROBE_VALUE; }\n')
-    return dataclasses.replace(CPU_RECIPE, name="probe", source="probe.cc", headers=("probe.h",),
+    return dataclasses.replace(LIF_CPU_RECIPE, name="probe", source="probe.cc", headers=("probe.h",),
                                flags=("-O1", "-shared", "-fPIC"), directory=directory)
 
 
@@ -377,12 +378,12 @@ def test_build_errors_are_clear(tmp_path, monkeypatch):
 
 
 def test_library_name_is_keyed_on_the_cpu(monkeypatch):
-    import src.lif.custom as custom
+    import src.kernels.build as build
 
-    portable_recipe = dataclasses.replace(CPU_RECIPE, cpu_specific=False)
-    native, portable = library_path(CPU_RECIPE), library_path(portable_recipe)
-    monkeypatch.setattr(custom, "_cpu_fingerprint", lambda: "some other CPU")
-    assert library_path(CPU_RECIPE) != native
+    portable_recipe = dataclasses.replace(LIF_CPU_RECIPE, cpu_specific=False)
+    native, portable = library_path(LIF_CPU_RECIPE), library_path(portable_recipe)
+    monkeypatch.setattr(build, "_cpu_fingerprint", lambda: "some other CPU")
+    assert library_path(LIF_CPU_RECIPE) != native
     assert library_path(portable_recipe) == portable
 
 
@@ -390,5 +391,5 @@ def test_library_name_is_keyed_on_the_cpu(monkeypatch):
 def test_cuda_kernel_compiles(tmp_path, monkeypatch):
     """The CUDA source builds with the flags the GPU back-end uses (running it needs a GPU: see docs/KERNELS.md)."""
     monkeypatch.setenv("SNNMLP_HOME", str(tmp_path))
-    path = build_library(CUDA_RECIPE)
+    path = build_library(LIF_CUDA_RECIPE)
     assert path.exists() and os.path.getsize(path) > 0

@@ -25,7 +25,8 @@ from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
 from .custom import make_cpu_kernels
-from ..lif.custom import KernelBuildError
+from ..kernels.build import KernelBuildError
+from ..kernels.custom_op import log_once
 
 __all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "SquaredSum", "fast_ops_status",
            "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3"]
@@ -34,15 +35,7 @@ ENV_SWITCH = "SNNMLP_FAST_OPS"
 _OFF_VALUES = ("0", "false", "off", "no")
 _ON_VALUES = ("", "1", "true", "on", "yes")
 
-logger = logging.getLogger("snn_mlp")
-_logged = set()
 _disabled_depth = 0
-
-
-def _log_once(level, message):
-    if message not in _logged:
-        _logged.add(message)
-        logger.log(level, message)
 
 
 @contextlib.contextmanager
@@ -62,7 +55,7 @@ def _build_kernels():
     try:
         return make_cpu_kernels()
     except KernelBuildError as err:
-        _log_once(logging.WARNING, f"fast CPU ops unavailable, using MindSpore's operators: {err}")
+        log_once(logging.WARNING, f"fast CPU ops unavailable, using MindSpore's operators: {err}")
         return None
 
 
@@ -86,7 +79,7 @@ def fast_ops_status():
 def cpu_kernels():
     """The ``CpuKernels`` Cells built now should use, or None (see ``fast_ops_status``)."""
     on, reason = fast_ops_status()
-    _log_once(logging.INFO, f"fast CPU ops: {'on' if on else 'off'} ({reason})")
+    log_once(logging.INFO, f"fast CPU ops: {'on' if on else 'off'} ({reason})")
     return _build_kernels() if on else None
 
 

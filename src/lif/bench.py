@@ -82,7 +82,9 @@ def main(argv=None):
     from mindspore import Tensor, nn, ops
 
     from . import LIFScan
-    from .custom import CPU_RECIPE, StandaloneKernel, build_library, make_custom_ops
+    from .custom import make_custom_ops
+    from ..kernels.build import LIF_CPU_RECIPE, build_library
+    from ..kernels.standalone import StandaloneKernel
 
     class Timed(nn.Cell):
         """One op as a Cell, so that GRAPH mode compiles it once."""
@@ -134,7 +136,7 @@ def main(argv=None):
                 rows.append((f"primitive forward, axis {axis}",
                              timed(LIFScan(args.window, axis, "primitive"), x, tau, vth)))
     if args.device == "CPU" and "custom" in args.backends and args.dtype != "bfloat16":  # numpy has no bfloat16
-        rows += _kernel_only_rows(StandaloneKernel(build_library(CPU_RECIPE)), x_np.astype(args.dtype), args)
+        rows += _kernel_only_rows(StandaloneKernel(build_library(LIF_CPU_RECIPE)), x_np.astype(args.dtype), args)
     numpy_copy = rows[0][1]
     print(f"LIF scan, shape {tuple(args.shape)} {args.dtype}, window {args.window}, {args.device}, "
           f"{args.mode} mode, {args.repeat} calls per batch")
