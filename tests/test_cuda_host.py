@@ -335,11 +335,11 @@ def test_check_script_help_and_dry_run_need_no_gpu(fake_toolkits, tmp_path):
 def test_check_script_errors_are_one_line(fake_toolkits):
     fake_toolkits(None)
     result = _check_script("--all")
-    assert result.returncode == 1 and result.stderr.startswith("error: building the lif_cuda LIF kernel needs")
+    assert result.returncode == 1 and result.stderr.startswith("error: building the lif_cuda kernel library needs")
     fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))  # builds (fake libraries), then finds no GPU
     result = _check_script("--check")
     assert result.returncode == 1, result.stdout
-    assert "building the lif_cuda LIF kernel" in result.stderr  # the build shows progress
+    assert "building the lif_cuda kernel library" in result.stderr  # the build shows progress
     assert result.stderr.strip().splitlines()[-1] in (
         "error: no CUDA device visible to PyTorch (torch.cuda.is_available() is False)",
         "error: this check needs PyTorch with CUDA (pip install torch)")

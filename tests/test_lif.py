@@ -370,7 +370,7 @@ def test_build_errors_are_clear(tmp_path, monkeypatch):
     with pytest.raises(KernelBuildError, match="needs 'no-such-compiler-x' on PATH"):
         build_library(dataclasses.replace(recipe, compiler="no-such-compiler-x"))
     (tmp_path / "probe.cc").write_text("this is not C++\n")
-    with pytest.raises(KernelBuildError, match="compiling the probe LIF kernel failed"):
+    with pytest.raises(KernelBuildError, match="compiling the probe kernel library failed"):
         build_library(recipe)
     monkeypatch.setenv("MS_CUSTOM_AOT_WHITE_LIST", str(tmp_path / "elsewhere"))
     with pytest.raises(KernelBuildError, match="MS_CUSTOM_AOT_WHITE_LIST"):

@@ -95,16 +95,16 @@ def nvcc_toolkit(nvcc):
     if version is None:
         raise KernelBuildError(f"cannot read the CUDA version from '{nvcc} --version': {text.strip()[-300:]!r}")
     if tuple(map(int, version.group(1).split(".")[:2])) < (11, 0):
-        raise KernelBuildError(f"nvcc {version.group(1)} ({nvcc}) is too old: the LIF kernel needs CUDA 11.0 or newer "
-                               "(for bfloat16)")
+        raise KernelBuildError(f"nvcc {version.group(1)} ({nvcc}) is too old: bfloat16 in the CUDA kernels needs "
+                               "CUDA 11.0 or newer")
     status, text = output("--list-gpu-arch")
     if status != 0:
         _, text = output("--help")
     known = {int(n) for n in re.findall(r"compute_(\d+)", text)}
     chosen = [arch for arch in CUDA_ARCHS if arch in known]
     if not chosen:
-        raise KernelBuildError(f"nvcc {version.group(1)} ({nvcc}) lists none of the architectures the LIF kernel "
-                               f"is built for (compute_{', compute_'.join(map(str, CUDA_ARCHS))})")
+        raise KernelBuildError(f"nvcc {version.group(1)} ({nvcc}) lists none of the architectures the CUDA "
+                               f"kernels are built for (compute_{', compute_'.join(map(str, CUDA_ARCHS))})")
     newest = chosen[-1]
     flags = [f for arch in chosen for f in ("-gencode", f"arch=compute_{arch},code=sm_{arch}")]
     flags += ["-gencode", f"arch=compute_{newest},code=compute_{newest}",
@@ -136,7 +136,7 @@ def _find_compiler(recipe):
     path = shutil.which(recipe.compiler)
     if path is None:
         raise KernelBuildError(
-            f"building the {recipe.name} LIF kernel needs '{recipe.compiler}' on PATH, and there is none. "
+            f"building the {recipe.name} kernel library needs '{recipe.compiler}' on PATH, and there is none. "
             f"Install it (e.g. 'apt-get install g++' or the CUDA toolkit), or use backend='primitive'.")
     return path
 
@@ -163,7 +163,7 @@ def _prebuilt(recipe, stem):
             found[tuple(map(int, version.groups()))] = path
     if not found:
         raise KernelBuildError(
-            f"building the {recipe.name} LIF kernel needs '{recipe.compiler}' on PATH, and there is none, nor a "
+            f"building the {recipe.name} kernel library needs '{recipe.compiler}' on PATH, and there is none, nor a "
             f"library prebuilt for these sources ({kernel_cache_dir()}/{stem}-*.so, see "
             f"scripts/build_cuda_kernels.sh). Install the CUDA toolkit, copy a prebuilt library there, or use "
             "backend='primitive'.")
@@ -215,7 +215,7 @@ def _check_white_list(path):
     allowed = os.path.realpath(allowed)
     if os.path.commonpath([os.path.realpath(path), allowed]) != allowed:
         raise KernelBuildError(
-            f"MS_CUSTOM_AOT_WHITE_LIST={allowed} does not contain the LIF kernel cache {path.parent}; "
+            f"MS_CUSTOM_AOT_WHITE_LIST={allowed} does not contain the kernel cache {path.parent}; "
             "set SNNMLP_HOME to a directory inside the white list, or extend the white list.")
 
 
@@ -233,13 +233,13 @@ def build_library(recipe):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         cmd = [_find_compiler(recipe), *flags, f"-I{recipe.directory}", f"-I{INCLUDE_DIR}", "-o", str(tmp),
                str(recipe.directory / recipe.source)]
-        logger.info("building the %s LIF kernel: %s", recipe.name, " ".join(cmd))
+        logger.info("building the %s kernel library: %s", recipe.name, " ".join(cmd))
         started = time.perf_counter()
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise KernelBuildError(
-                    f"compiling the {recipe.name} LIF kernel failed (exit {result.returncode}):\n"
+                    f"compiling the {recipe.name} kernel library failed (exit {result.returncode}):\n"
                     f"{' '.join(cmd)}\n{result.stderr[-4000:]}")
             os.replace(tmp, path)
         finally:
@@ -268,7 +268,7 @@ FAST_OPS_CPU_RECIPE = KernelRecipe(
     source="fast_ops_cpu.cc",
     headers=(),
     compiler="g++",
-    # The flags of the LIF kernel: -march=native vectorises for this CPU (and keys the cache on it).
+    # The flags of lif_cpu: -march=native vectorises for this CPU (and keys the cache on it).
     flags=LIF_CPU_RECIPE.flags,
     cpu_specific=True,
     directory=_CLIENTS / "fast_ops" / "kernels",
