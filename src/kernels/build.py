@@ -252,7 +252,7 @@ def build_library(recipe):
 LIF_CPU_RECIPE = KernelRecipe(
     name="lif_cpu",
     source="lif_cpu.cc",
-    headers=("aot_extra.h", "lif_host.h"),
+    headers=("aot_extra.h", "cpu_parallel.h", "lif_host.h"),
     compiler="g++",
     # -march=native lets the row loops use the widest vectors of this CPU; the hash keys the cache on the
     # CPU, so a cache shared across machines holds one build per CPU model. -fopenmp-simd honours the
@@ -266,7 +266,7 @@ LIF_CPU_RECIPE = KernelRecipe(
 FAST_OPS_CPU_RECIPE = KernelRecipe(
     name="fast_ops_cpu",
     source="fast_ops_cpu.cc",
-    headers=(),
+    headers=("cpu_parallel.h",),
     compiler="g++",
     # The flags of lif_cpu: -march=native vectorises for this CPU (and keys the cache on it).
     flags=LIF_CPU_RECIPE.flags,

@@ -30,10 +30,15 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_parallel.h"
 #include "lif_host.h"
 
 namespace {
 
+using cpu_parallel::BitsFloat;
+using cpu_parallel::FloatBits;
+using cpu_parallel::Select;
+using cpu_parallel::SelectBits;
 using lif::DType;
 using lif::Fail;
 using lif::Geometry;
@@ -47,32 +52,8 @@ struct BFloat16 {
   uint16_t bits;
 };
 
-inline uint32_t FloatBits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
-
-inline float BitsFloat(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
 inline float ToFloat(float v) { return v; }
 inline float ToFloat(BFloat16 v) { return BitsFloat(static_cast<uint32_t>(v.bits) << 16); }
-
-// Branch-free select: the fire decisions are data-dependent coin flips, so a branch would mispredict half the
-// time; bit masks also let the compiler vectorise the loops.
-inline float Select(bool condition, float if_true, float if_false) {
-  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
-  return BitsFloat((FloatBits(if_true) & mask) | (FloatBits(if_false) & ~mask));
-}
-
-inline uint32_t SelectBits(bool condition, uint32_t if_true, uint32_t if_false) {
-  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
-  return (if_true & mask) | (if_false & ~mask);
-}
 
 // IEEE half <-> float with integer operations only (no denormal floats are formed, so FTZ/DAZ modes set by
 // the host framework cannot change the result), written as selects so that loops over them vectorise.
@@ -121,12 +102,8 @@ inline Half FromFloat<Half>(float f) {
 
 int ThreadCount(int64_t planes, int64_t elements) {
   constexpr int64_t kMinElementsPerThread = 1 << 15;  // below this the thread start costs more than it saves
-  int64_t wanted = static_cast<int64_t>(std::thread::hardware_concurrency());
-  if (const char *env = std::getenv("SNNMLP_NUM_THREADS")) {
-    const long requested = std::strtol(env, nullptr, 10);
-    if (requested > 0) wanted = requested;
-  }
-  wanted = std::min({wanted, planes, std::max<int64_t>(1, elements / kMinElementsPerThread)});
+  const int64_t wanted = std::min({int64_t{cpu_parallel::ThreadLimit()}, planes,
+                                   std::max<int64_t>(1, elements / kMinElementsPerThread)});
   return static_cast<int>(std::max<int64_t>(1, wanted));
 }
 
