@@ -149,6 +149,33 @@ def test_negative_tau_and_wide_planes(mode, backend):
         _check(_run(LIFScan(window, axis, backend), x, g, tau=-0.6, vth=0.1), x, g, window, axis, tau=-0.6, vth=0.1)
 
 
+@pytest.mark.parametrize("axis", [2, 3])
+def test_cpu_kernel_split_over_threads_matches_reference(axis, monkeypatch):
+    """Tensors large enough to be shared out in several chunks (cpu_parallel.h): the reference's values, and the
+    same bits whatever SNNMLP_NUM_THREADS says (the kernel reads it per call)."""
+    from src.kernels.standalone import StandaloneKernel
+
+    kernel = StandaloneKernel(build_library(LIF_CPU_RECIPE))
+    x, g = _data((3, 5, 48, 48), seed=axis)  # 34560 elements, 15 planes: two chunks or more above one thread
+
+    def handle(array):
+        return array.ctypes.data, array.shape, str(array.dtype)
+
+    tau, vth = np.array([TAU], np.float32), np.array([VTH], np.float32)
+    results = {}
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("SNNMLP_NUM_THREADS", threads)
+        out, dx, dtau, dvth = np.empty_like(x), np.empty_like(x), np.zeros(1, np.float32), np.zeros(1, np.float32)
+        for _ in range(3):  # repeated calls reuse the pool's threads
+            kernel.forward(handle(x), handle(tau), handle(vth), handle(out), 4, axis)
+            kernel.backward(*map(handle, (x, tau, vth, g, dx, dtau, dvth)), 4, axis)
+        results[threads] = (out, dx, dtau, dvth)
+    _check(results["3"], x, g, 4, axis)
+    for threads in ("1", "2"):
+        for got, expected in zip(results[threads], results["3"]):
+            np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE], indirect=True)
 def test_windows_are_per_cell_in_one_graph(mode):
     """Two kernel cells with different windows and axes in one graph keep their own attributes."""

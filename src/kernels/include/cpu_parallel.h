@@ -133,7 +133,12 @@ bool ParallelFor(int64_t tasks, int64_t elements, Body body) {
   // A few chunks per thread, so a thread that starts late or is descheduled leaves little for the others.
   const int64_t chunks = std::min({tasks, std::max<int64_t>(1, elements / kMinElements), int64_t{4} * threads});
   if (threads == 1 || chunks <= 1) {
-    if (tasks > 0) body(0, tasks);
+    try {
+      if (tasks > 0) body(0, tasks);
+    } catch (const std::exception &e) {  // an exception must not cross the kernel's C entry point
+      std::fprintf(stderr, "snn_mlp kernel: %s\n", e.what());
+      return false;
+    }
     return true;
   }
   return ThreadPool::Instance().Run(chunks, threads - 1, [&](int64_t chunk) {
