@@ -14,8 +14,8 @@ import numpy as np
 
 import mindspore as ms
 
-from src import fast_ops
 from src.fast_ops.onnx import make_onnx_exportable
+from src.kernels.export_mode import exporting
 from src.checkpoint import CheckpointError, check_file, load_checkpoint_strict, unverified_notice, write_sidecar
 from src.config import ConfigError, load_yaml
 from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
@@ -112,7 +112,7 @@ def export(args):
         print(unverified_notice(args.ckpt_path, input_sha), file=sys.stderr, flush=True)
     model, kwargs, image_size = resolve_model(args)
     # Neither the LIF kernels nor the fused CPU ops: their .so would be a dangling path inside the file.
-    with fast_ops.disabled():
+    with exporting():
         net = create_model(model, **kwargs)
     load_checkpoint_strict(net, args.ckpt_path, input_sha)  # a copy without sidecar: its CRC is checked too
     net.set_train(False)

@@ -149,6 +149,16 @@ def test_negative_tau_and_wide_planes(mode, backend):
         _check(_run(LIFScan(window, axis, backend), x, g, tau=-0.6, vth=0.1), x, g, window, axis, tau=-0.6, vth=0.1)
 
 
+def test_export_switch_builds_the_primitive_scan():
+    from src.kernels.export_mode import exporting
+
+    with exporting():
+        with exporting():
+            assert LIFScan(4, 2, "custom").backend == "primitive"  # export wins over an explicit request
+        assert LIFScan(4, 3).backend == "primitive"
+    assert LIFScan(4, 3).backend == "custom"
+
+
 @pytest.mark.parametrize("axis", [2, 3])
 def test_cpu_kernel_split_over_threads_matches_reference(axis, monkeypatch):
     """Tensors large enough to be shared out in several chunks (cpu_parallel.h): the reference's values, and the

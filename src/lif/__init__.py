@@ -10,6 +10,9 @@
 * ``"primitive"``: plain MindSpore operators (``primitive.py``), what MINDIR/ONNX export uses;
 * ``"auto"``: the kernel when it can be had, else the primitive.
 
+A Cell built inside ``src.kernels.export_mode.exporting()`` takes the primitive scan whatever ``backend`` says
+(an exported file must not call a library of this machine).
+
 The choice is logged once per process (logger ``snn_mlp``). ``reference.py`` holds the loop-by-loop numpy
 reference the back-ends are tested against.
 """
@@ -22,6 +25,7 @@ from mindspore import dtype as mstype
 from .custom import KERNEL_DTYPES, ascend_op_missing_message, find_ascend_op, make_custom_ops
 from ..kernels.build import KernelBuildError
 from ..kernels.custom_op import log_once
+from ..kernels.export_mode import is_exporting
 from .primitive import lif_scan_primitive
 
 __all__ = ["LIFScan", "BACKENDS", "KernelBuildError"]
@@ -69,6 +73,9 @@ class LIFScan(nn.Cell):
     def _choose(self, backend):
         if backend == "primitive":
             log_once(logging.INFO, "LIF scan back-end: MindSpore primitives (requested)")
+            return "primitive"
+        if is_exporting():
+            log_once(logging.INFO, "LIF scan back-end: MindSpore primitives (export)")
             return "primitive"
         target = _device_target()
         try:
