@@ -4,7 +4,8 @@ Sections (--sections, any of):
   eval    forward pass of the network in inference mode: images/s
   train   one training step as train.py runs it (soft-target cross entropy, backward, clipping, AdamW): images/s
   lif     the LIF kernels alone (along H and along W; forward and backward) in microseconds and effective GB/s,
-          beside a plain copy of the same tensor (ops.deepcopy) and the primitive scan, in the same run
+          beside a plain copy of the same tensor (ops.deepcopy) and the primitive scan, in the same run; on CPU
+          also the kernel library called through ctypes (no per-op framework cost) beside numpy's copy
   layers  GroupNorm(1), exact GELU, depthwise 3x3 and 1x1 conv alone on the first stage's activation, forward
           and forward+backward: the fused CPU kernels (src/fast_ops) vs MindSpore's operators vs PyTorch
   data    the input pipeline alone, train and eval recipes at 1 and 2 workers (and --data_workers), on a generated
@@ -487,6 +488,26 @@ def lif_rows(args, torch, record):
     from src.lif import LIFScan
     from src.lif.custom import make_custom_ops
 
+    def kernel_only(axis):
+        """The CPU library through ctypes on numpy arrays: the kernel's own time (threads included), beside numpy's
+        copy; ``(calls, bytes moved)``."""
+        from src.kernels.build import LIF_CPU_RECIPE, build_library
+        from src.kernels.standalone import StandaloneKernel
+
+        kernel = StandaloneKernel(build_library(LIF_CPU_RECIPE))
+        arrays = dict(x=x_np, dout=dout_np, out=np.empty_like(x_np), dx=np.empty_like(x_np),
+                      tau=np.array([0.25], np.float32), vth=np.array([-0.2], np.float32),
+                      dtau=np.zeros(1, np.float32), dvth=np.zeros(1, np.float32))
+
+        def handles(*names):  # (pointer, shape, dtype) as StandaloneKernel takes them; `arrays` stays alive
+            return [(arrays[n].ctypes.data, arrays[n].shape, str(arrays[n].dtype)) for n in names]
+
+        calls = {"numpy-copy": x_np.copy,
+                 "kernel-forward": lambda: kernel.forward(*handles("x", "tau", "vth", "out"), 4, axis),
+                 "kernel-backward": lambda: kernel.backward(*handles("x", "tau", "vth", "dout", "dx", "dtau", "dvth"),
+                                                            4, axis)}
+        return calls, {"numpy-copy": 2 * nbytes, "kernel-forward": 2 * nbytes, "kernel-backward": 3 * nbytes}
+
     shape = activation_shape(args)
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape).astype(np.float32)
@@ -507,6 +528,10 @@ def lif_rows(args, torch, record):
                     calls["forward"] = synced(call_cell(forward), x, tau, vth, 4, axis)
                     calls["backward"] = synced(call_cell(backward), x, tau, vth, dout, 4, axis)  # the kernel alone
                     work.update(forward=2 * nbytes, backward=3 * nbytes)  # read x (and dout), write out (dx)
+                    if target == "CPU":
+                        more_calls, more_work = kernel_only(axis)
+                        calls.update(more_calls)
+                        work.update(more_work)
                 else:
                     progress(f"lif: no {target} kernel; the primitive scan only")
                 calls["forward-primitive"] = synced(LIFScan(4, axis, backend="primitive"), x, tau, vth)
@@ -524,11 +549,13 @@ def lif_rows(args, torch, record):
                     row = Row("lif", variant, f"LIF along {along} {what}", mode, "fp32", times, work[variant],
                               "bytes")
                     # Time against the copy of the same framework (the target: forward <= 2x a copy).
-                    copy = "torch-copy" if variant.startswith("torch") else "copy"
+                    copy = {"torch": "torch-copy", "kernel": "numpy-copy"}.get(variant.split("-")[0], "copy")
                     if not variant.endswith("copy"):
                         row.ratio_vs_copy = statistics.median(times) / statistics.median(samples[copy])
                     if variant == "torch-forward":
                         row.note = "lif_torch of tests/torch_reference.py"
+                    elif variant.startswith("kernel"):
+                        row.note = "the library through ctypes (src/kernels/standalone.py)"
                     record(row)
         finally:
             ms.set_context(mode=ms.PYNATIVE_MODE)

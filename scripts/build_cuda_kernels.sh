@@ -24,7 +24,7 @@ if ! command -v nvcc >/dev/null 2>&1; then
 fi
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-python3 -c 'import shutil, sys; sys.path.insert(0, sys.argv[1]); from custom import nvcc_toolkit
-print(nvcc_toolkit(shutil.which("nvcc")).summary)' "$repo/src/lif"
-library="$(python3 "$repo/src/lif/custom.py" cuda)"
+python3 -c 'import shutil, sys; sys.path.insert(0, sys.argv[1]); from build import nvcc_toolkit
+print(nvcc_toolkit(shutil.which("nvcc")).summary)' "$repo/src/kernels"
+library="$(python3 "$repo/src/kernels/build.py" lif_cuda)"
 echo "CUDA LIF kernel ready: $library"

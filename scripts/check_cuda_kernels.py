@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from src.kernels import build  # noqa: E402  (no MindSpore needed)
+from src.kernels.standalone import StandaloneKernel  # noqa: E402
 DTYPES = ("float32", "float16", "bfloat16")
 # Small odd shapes, rows longer than the kernel's shared-memory tile (2048), several tiles of rows, a window
 # chunked by the backward (whole axes of 56 and 130).
@@ -166,7 +169,7 @@ def _parse_args(argv):
     mode.add_argument("--dry-run", action="store_true", help="print what would run and where the libraries are, "
                       "touching no GPU")
     parser.add_argument("--lib", type=Path, help="the CUDA LIF library; default: the kernel cache's, built with "
-                        "nvcc if missing (src/lif/custom.py cuda)")
+                        "nvcc if missing (src/kernels/build.py lif_cuda)")
     parser.add_argument("--json", type=Path, default=Path("cuda_kernel_check.json"), help="where the results go")
     parser.add_argument("--bench-shape", type=int, nargs=4, default=(128, 96, 56, 56), metavar=("N", "C", "H", "W"),
                         help="shape for the bandwidth measurement")
@@ -182,18 +185,14 @@ def _parse_args(argv):
     return args
 
 
-def _custom():
-    return _load_module("lif_custom", REPO / "src" / "lif" / "custom.py")
-
-
-def _original_recipe(custom):
+def _original_recipe():
     """The baseline's source, written into the kernel cache, built like the kernel (same architectures)."""
-    directory = custom.kernel_cache_dir() / "check_sources"
+    directory = build.kernel_cache_dir() / "check_sources"
     directory.mkdir(parents=True, exist_ok=True)
     source = directory / "lif_cuda_original.cu"
     if not source.exists() or source.read_text() != ORIGINAL_SOURCE:
         source.write_text(ORIGINAL_SOURCE)
-    return dataclasses.replace(custom.CUDA_RECIPE, name="lif_cuda_original", source=source.name, headers=(),
+    return dataclasses.replace(build.LIF_CUDA_RECIPE, name="lif_cuda_original", source=source.name, headers=(),
                                directory=directory)
 
 
@@ -455,20 +454,19 @@ def bench(kernel, original, shape, window, repeat, report):
                        "repeat": repeat, "rows": rows}
 
 
-def _describe_library(custom, recipe, given=None):
+def _describe_library(recipe, given=None):
     if given is not None:
         return str(given)
     try:
-        path = custom.library_path(recipe)
-    except custom.KernelBuildError as err:
+        path = build.library_path(recipe)
+    except build.KernelBuildError as err:
         return f"cannot be had here: {err}"
     return f"{path} ({'present' if path.exists() else 'to be built'})"
 
 
 def dry_run(args):
-    custom = _custom()
-    print(f"kernel library:   {_describe_library(custom, custom.CUDA_RECIPE, args.lib)}")
-    print(f"baseline library: {_describe_library(custom, _original_recipe(custom))}")
+    print(f"kernel library:   {_describe_library(build.LIF_CUDA_RECIPE, args.lib)}")
+    print(f"baseline library: {_describe_library(_original_recipe())}")
     cases = _cases()
     print(f"correctness: {len(cases)} cases x {len(DTYPES)} storage types ({', '.join(DTYPES)}): shapes "
           f"{', '.join(map(str, SHAPES))}; windows {WINDOWS}; axes 2 and 3")
@@ -484,11 +482,10 @@ def main(argv=None):
         return dry_run(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the kernel builds say what they compile
     started = time.perf_counter()
-    custom = _custom()
     try:
-        library = args.lib or custom.build_library(custom.CUDA_RECIPE)
-        original_library = None if args.check else custom.build_library(_original_recipe(custom))
-    except custom.KernelBuildError as err:
+        library = args.lib or build.build_library(build.LIF_CUDA_RECIPE)
+        original_library = None if args.check else build.build_library(_original_recipe())
+    except build.KernelBuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if not Path(library).is_file():
@@ -509,7 +506,7 @@ def main(argv=None):
               "device": torch.cuda.get_device_name(), "torch": torch.__version__, "torch_cuda": torch.version.cuda}
     ok = False
     try:
-        kernel = Kernel(custom.StandaloneKernel(library), Device("cuda"))
+        kernel = Kernel(StandaloneKernel(library), Device("cuda"))
         reference = _load_module("lif_reference", REPO / "src" / "lif" / "reference.py")
         ok = check_correctness(kernel, reference, report) if args.all or args.check else True
         if args.all or args.bench:

@@ -17,7 +17,9 @@ import sys
 import numpy as np
 import pytest
 
-from src.lif.custom import CUDA_RECIPE, StandaloneKernel, build_library
+from src.kernels import build
+from src.kernels.build import LIF_CUDA_RECIPE, build_library
+from src.kernels.standalone import StandaloneKernel
 from src.lif.reference import lif_backward_np, lif_forward_np
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not on PATH")
@@ -33,8 +35,8 @@ WINDOWS = (-1, 0, 1, 2, 3, 4, 5, 8, 17, 40)  # 17 and whole axes of 33/130 excee
 
 
 def _emulation_library(extra_flags):
-    recipe = dataclasses.replace(CUDA_RECIPE, name="lif_cuda_host", compiler="g++",
-                                 headers=CUDA_RECIPE.headers + ("cuda_host_emulation.h",),
+    recipe = dataclasses.replace(LIF_CUDA_RECIPE, name="lif_cuda_host", compiler="g++",
+                                 headers=LIF_CUDA_RECIPE.headers + ("cuda_host_emulation.h",),
                                  flags=EMULATION_FLAGS + extra_flags, toolkit=None, archs=())
     return build_library(recipe)
 
@@ -183,7 +185,7 @@ def test_emulation_is_faithful_to_barriers(tmp_path):
     source = tmp_path / "probe.cc"
     source.write_text(HARNESS_PROBE)
     library = tmp_path / "probe.so"
-    subprocess.run(["g++", "-std=c++17", "-O1", "-fPIC", "-shared", f"-I{CUDA_RECIPE.directory}", "-o",
+    subprocess.run(["g++", "-std=c++17", "-O1", "-fPIC", "-shared", f"-I{LIF_CUDA_RECIPE.directory}", "-o",
                     str(library), str(source)], check=True, capture_output=True)
     run = ctypes.CDLL(str(library)).Run
     values = np.arange(64, dtype=np.float32) + 1
@@ -227,10 +229,8 @@ while [ $# -gt 0 ]; do if [ "$1" = -o ]; then shift; echo fake > "$1"; fi; shift
 @pytest.fixture
 def fake_toolkits(tmp_path, monkeypatch):
     """Builds into a private cache with the fake nvcc of `use(version, archs)` alone on PATH."""
-    from src.lif import custom
-
     monkeypatch.setenv("SNNMLP_HOME", str(tmp_path / "home"))
-    custom.nvcc_toolkit.cache_clear()
+    build.nvcc_toolkit.cache_clear()
     # What the build script runs, and nothing else: /usr/bin may hold a real nvcc.
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -245,7 +245,7 @@ def fake_toolkits(tmp_path, monkeypatch):
         return log
 
     yield use
-    custom.nvcc_toolkit.cache_clear()
+    build.nvcc_toolkit.cache_clear()
 
 
 @pytest.mark.parametrize("version, listed, native, ptx, lists", [
@@ -255,7 +255,7 @@ def fake_toolkits(tmp_path, monkeypatch):
 ])
 def test_architectures_come_from_the_toolkit(fake_toolkits, version, listed, native, ptx, lists):
     log = fake_toolkits(version, listed, lists)
-    path = build_library(CUDA_RECIPE)
+    path = build_library(LIF_CUDA_RECIPE)
     assert path.name.endswith(f"-nvcc{version}.so") and path.exists()
     args = log.read_text().split()
     codes = {a for a in args if a.startswith("arch=")}
@@ -264,40 +264,38 @@ def test_architectures_come_from_the_toolkit(fake_toolkits, version, listed, nat
 
 
 def test_nvcc_version_keys_the_cache_and_hosts_without_nvcc_find_a_prebuilt(fake_toolkits, monkeypatch):
-    from src.lif import custom
-
     fake_toolkits("11.6.124", (70, 75, 80, 86))
-    old = build_library(CUDA_RECIPE)
+    old = build_library(LIF_CUDA_RECIPE)
     fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))
-    new = build_library(CUDA_RECIPE)
+    new = build_library(LIF_CUDA_RECIPE)
     assert old != new and old.exists() and new.exists()
     assert old.name.split("-nvcc")[0] == new.name.split("-nvcc")[0]  # same sources, two toolkits
     fake_toolkits(None)  # no nvcc: the newest toolkit the driver supports
-    monkeypatch.setattr(custom, "_cuda_driver_version", lambda: (12, 2))
-    assert build_library(CUDA_RECIPE) == old
-    monkeypatch.setattr(custom, "_cuda_driver_version", lambda: (12, 8))
-    assert build_library(CUDA_RECIPE) == new
-    monkeypatch.setattr(custom, "_cuda_driver_version", lambda: None)
-    assert build_library(CUDA_RECIPE) == new
+    monkeypatch.setattr(build, "_cuda_driver_version", lambda: (12, 2))
+    assert build_library(LIF_CUDA_RECIPE) == old
+    monkeypatch.setattr(build, "_cuda_driver_version", lambda: (12, 8))
+    assert build_library(LIF_CUDA_RECIPE) == new
+    monkeypatch.setattr(build, "_cuda_driver_version", lambda: None)
+    assert build_library(LIF_CUDA_RECIPE) == new
 
 
 def test_cuda_build_errors_are_clear(fake_toolkits):
-    from src.lif.custom import KernelBuildError
+    from src.kernels.build import KernelBuildError
 
     fake_toolkits(None)
     with pytest.raises(KernelBuildError, match=r"needs 'nvcc' on PATH.*nor a library prebuilt.*build_cuda_kernels"):
-        build_library(CUDA_RECIPE)
+        build_library(LIF_CUDA_RECIPE)
     fake_toolkits("10.1.243", (30, 35, 50, 60, 61, 70, 75))
     with pytest.raises(KernelBuildError, match=r"nvcc 10\.1\.243 .* too old: .* needs CUDA 11\.0 or newer"):
-        build_library(CUDA_RECIPE)
+        build_library(LIF_CUDA_RECIPE)
     fake_toolkits("11.2.152", (35, 50, 60, 61))  # a toolkit that knew none of the wanted GPUs
     with pytest.raises(KernelBuildError, match=r"nvcc 11\.2\.152 .* lists none of the architectures"):
-        build_library(CUDA_RECIPE)
+        build_library(LIF_CUDA_RECIPE)
 
 
 def test_build_script_reports_the_library(fake_toolkits, tmp_path):
     fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))
-    script = CUDA_RECIPE.directory.parents[2] / "scripts" / "build_cuda_kernels.sh"
+    script = LIF_CUDA_RECIPE.directory.parents[2] / "scripts" / "build_cuda_kernels.sh"
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "nvcc 12.4.131" in result.stdout and "sm_70 sm_75 sm_80 sm_86 sm_89 sm_90 + PTX compute_90" in result.stdout
@@ -309,7 +307,7 @@ def test_build_script_reports_the_library(fake_toolkits, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- the GPU check
 
-CHECK_SCRIPT = CUDA_RECIPE.directory.parents[2] / "scripts" / "check_cuda_kernels.py"
+CHECK_SCRIPT = LIF_CUDA_RECIPE.directory.parents[2] / "scripts" / "check_cuda_kernels.py"
 
 
 def _check_script(*args):
@@ -337,11 +335,11 @@ def test_check_script_help_and_dry_run_need_no_gpu(fake_toolkits, tmp_path):
 def test_check_script_errors_are_one_line(fake_toolkits):
     fake_toolkits(None)
     result = _check_script("--all")
-    assert result.returncode == 1 and result.stderr.startswith("error: building the lif_cuda LIF kernel needs")
+    assert result.returncode == 1 and result.stderr.startswith("error: building the lif_cuda kernel library needs")
     fake_toolkits("12.4.131", (70, 75, 80, 86, 89, 90))  # builds (fake libraries), then finds no GPU
     result = _check_script("--check")
     assert result.returncode == 1, result.stdout
-    assert "building the lif_cuda LIF kernel" in result.stderr  # the build shows progress
+    assert "building the lif_cuda kernel library" in result.stderr  # the build shows progress
     assert result.stderr.strip().splitlines()[-1] in (
         "error: no CUDA device visible to PyTorch (torch.cuda.is_available() is False)",
         "error: this check needs PyTorch with CUDA (pip install torch)")
@@ -366,11 +364,11 @@ def test_check_script_logic_on_the_host(check_module, small_kernel, monkeypatch,
     table and JSON rows come out."""
     import torch
 
-    from src.lif import custom, reference
+    from src.lif import reference
 
     torch.manual_seed(0)
-    original_recipe = dataclasses.replace(check_module._original_recipe(custom), compiler="g++", toolkit=None,
-                                          archs=(), flags=EMULATION_FLAGS + (f"-I{CUDA_RECIPE.directory}",))
+    original_recipe = dataclasses.replace(check_module._original_recipe(), compiler="g++", toolkit=None,
+                                          archs=(), flags=EMULATION_FLAGS + (f"-I{LIF_CUDA_RECIPE.directory}",))
     device = check_module.Device("cpu")
     kernel = check_module.Kernel(small_kernel, device)
     original = check_module.Original(build_library(original_recipe), device)

@@ -288,6 +288,16 @@ def test_disabled_block_builds_plain_cells():
     assert FastGELU().use_kernel
 
 
+def test_export_switch_builds_mindspore_cells():
+    from src.kernels.export_mode import exporting
+
+    with exporting():
+        assert fast_ops.fast_ops_status() == (False, "exporting() block (export)")
+        assert type(fast_ops.gelu()) is nn.GELU and type(fast_ops.group_norm(3)) is nn.GroupNorm
+        assert type(fast_ops.depthwise_conv3x3(3)) is nn.Conv2d
+    assert fast_ops.fast_ops_status() == (True, "CPU aot kernels")
+
+
 def test_bad_switch_value_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(fast_ops.ENV_SWITCH, "maybe")
     with pytest.raises(ValueError, match="SNNMLP_FAST_OPS must be 0"):

@@ -17,8 +17,9 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 import src.lif as lif
+from src.kernels import custom_op
 from src.lif import LIFScan
-from src.lif.custom import CPU_RECIPE, CUDA_RECIPE, KernelBuildError, build_library, library_path
+from src.kernels.build import LIF_CPU_RECIPE, LIF_CUDA_RECIPE, KernelBuildError, build_library, library_path
 from src.lif.reference import lif_backward_np, lif_forward_np
 
 SHAPES = [(2, 3, 7, 9), (1, 2, 13, 5)]
@@ -146,6 +147,43 @@ def test_negative_tau_and_wide_planes(mode, backend):
     for axis, window in [(2, 8), (3, 8), (3, 2)]:
         x, g = _data((2, 2, 16, 24), seed=window)
         _check(_run(LIFScan(window, axis, backend), x, g, tau=-0.6, vth=0.1), x, g, window, axis, tau=-0.6, vth=0.1)
+
+
+def test_export_switch_builds_the_primitive_scan():
+    from src.kernels.export_mode import exporting
+
+    with exporting():
+        with exporting():
+            assert LIFScan(4, 2, "custom").backend == "primitive"  # export wins over an explicit request
+        assert LIFScan(4, 3).backend == "primitive"
+    assert LIFScan(4, 3).backend == "custom"
+
+
+@pytest.mark.parametrize("axis", [2, 3])
+def test_cpu_kernel_split_over_threads_matches_reference(axis, monkeypatch):
+    """Tensors large enough to be shared out in several chunks (cpu_parallel.h): the reference's values, and the
+    same bits whatever SNNMLP_NUM_THREADS says (the kernel reads it per call)."""
+    from src.kernels.standalone import StandaloneKernel
+
+    kernel = StandaloneKernel(build_library(LIF_CPU_RECIPE))
+    x, g = _data((3, 5, 48, 48), seed=axis)  # 34560 elements, 15 planes: two chunks or more above one thread
+
+    def handle(array):
+        return array.ctypes.data, array.shape, str(array.dtype)
+
+    tau, vth = np.array([TAU], np.float32), np.array([VTH], np.float32)
+    results = {}
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("SNNMLP_NUM_THREADS", threads)
+        out, dx, dtau, dvth = np.empty_like(x), np.empty_like(x), np.zeros(1, np.float32), np.zeros(1, np.float32)
+        for _ in range(3):  # repeated calls reuse the pool's threads
+            kernel.forward(handle(x), handle(tau), handle(vth), handle(out), 4, axis)
+            kernel.backward(*map(handle, (x, tau, vth, g, dx, dtau, dvth)), 4, axis)
+        results[threads] = (out, dx, dtau, dvth)
+    _check(results["3"], x, g, 4, axis)
+    for threads in ("1", "2"):
+        for got, expected in zip(results[threads], results["3"]):
+            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE], indirect=True)
@@ -306,7 +344,7 @@ def test_backend_choice_falls_back_and_logs_once(monkeypatch, caplog):
         raise KernelBuildError("no compiler here")
 
     monkeypatch.setattr(lif, "make_custom_ops", no_kernel)
-    monkeypatch.setattr(lif, "_logged_choices", set())
+    monkeypatch.setattr(custom_op, "_logged", set())
     with caplog.at_level(logging.INFO, logger="snn_mlp"):
         scans = [LIFScan(4, axis, "auto") for axis in (2, 3, 2)]
     assert all(s.backend == "primitive" and s.kernel is None for s in scans)
@@ -323,7 +361,7 @@ def test_backend_choice_falls_back_and_logs_once(monkeypatch, caplog):
 def _probe_recipe(directory, body="1"):
     (directory / "probe.h").write_text(f"#define PROBE_VALUE {body}\n")
     (directory / "probe.cc").write_text('#include "probe.h"\nextern "C" int Probe() { return PROBE_VALUE; }\n')
-    return dataclasses.replace(CPU_RECIPE, name="probe", source="probe.cc", headers=("probe.h",),
+    return dataclasses.replace(LIF_CPU_RECIPE, name="probe", source="probe.cc", headers=("probe.h",),
                                flags=("-O1", "-shared", "-fPIC"), directory=directory)
 
 
@@ -369,7 +407,7 @@ def test_build_errors_are_clear(tmp_path, monkeypatch):
     with pytest.raises(KernelBuildError, match="needs 'no-such-compiler-x' on PATH"):
         build_library(dataclasses.replace(recipe, compiler="no-such-compiler-x"))
     (tmp_path / "probe.cc").write_text("this is not C++\n")
-    with pytest.raises(KernelBuildError, match="compiling the probe LIF kernel failed"):
+    with pytest.raises(KernelBuildError, match="compiling the probe kernel library failed"):
         build_library(recipe)
     monkeypatch.setenv("MS_CUSTOM_AOT_WHITE_LIST", str(tmp_path / "elsewhere"))
     with pytest.raises(KernelBuildError, match="MS_CUSTOM_AOT_WHITE_LIST"):
@@ -377,12 +415,12 @@ def test_build_errors_are_clear(tmp_path, monkeypatch):
 
 
 def test_library_name_is_keyed_on_the_cpu(monkeypatch):
-    import src.lif.custom as custom
+    import src.kernels.build as build
 
-    portable_recipe = dataclasses.replace(CPU_RECIPE, cpu_specific=False)
-    native, portable = library_path(CPU_RECIPE), library_path(portable_recipe)
-    monkeypatch.setattr(custom, "_cpu_fingerprint", lambda: "some other CPU")
-    assert library_path(CPU_RECIPE) != native
+    portable_recipe = dataclasses.replace(LIF_CPU_RECIPE, cpu_specific=False)
+    native, portable = library_path(LIF_CPU_RECIPE), library_path(portable_recipe)
+    monkeypatch.setattr(build, "_cpu_fingerprint", lambda: "some other CPU")
+    assert library_path(LIF_CPU_RECIPE) != native
     assert library_path(portable_recipe) == portable
 
 
@@ -390,5 +428,5 @@ def test_library_name_is_keyed_on_the_cpu(monkeypatch):
 def test_cuda_kernel_compiles(tmp_path, monkeypatch):
     """The CUDA source builds with the flags the GPU back-end uses (running it needs a GPU: see docs/KERNELS.md)."""
     monkeypatch.setenv("SNNMLP_HOME", str(tmp_path))
-    path = build_library(CUDA_RECIPE)
+    path = build_library(LIF_CUDA_RECIPE)
     assert path.exists() and os.path.getsize(path) > 0

@@ -8,8 +8,9 @@ replace, so their parameters (names, shapes, initialisers) are those layers' own
 
 * the device target is CPU (GPU and Ascend keep MindSpore's operators),
 * the environment variable ``SNNMLP_FAST_OPS`` is not ``0`` (read when a Cell is built),
-* the Cell is not built inside ``with disabled():`` (export: a MINDIR or ONNX file must hold only MindSpore's
-  operators, never a call into a library of this machine), and
+* the Cell is not built inside ``src.kernels.export_mode.exporting()`` (a MINDIR or ONNX file must hold only
+  MindSpore's operators, never a call into a library of this machine) nor ``with disabled():`` (these Cells
+  only: A/B timings), and
 * the library can be built (else a warning, once, and MindSpore's operators).
 
 Inputs other than float32 (e.g. float16 under mixed precision) take MindSpore's operators too. The choice is
@@ -25,7 +26,9 @@ from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
 from .custom import make_cpu_kernels
-from ..lif.custom import KernelBuildError
+from ..kernels.build import KernelBuildError
+from ..kernels.custom_op import log_once
+from ..kernels.export_mode import is_exporting
 
 __all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "SquaredSum", "fast_ops_status",
            "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3"]
@@ -34,20 +37,13 @@ ENV_SWITCH = "SNNMLP_FAST_OPS"
 _OFF_VALUES = ("0", "false", "off", "no")
 _ON_VALUES = ("", "1", "true", "on", "yes")
 
-logger = logging.getLogger("snn_mlp")
-_logged = set()
 _disabled_depth = 0
-
-
-def _log_once(level, message):
-    if message not in _logged:
-        _logged.add(message)
-        logger.log(level, message)
 
 
 @contextlib.contextmanager
 def disabled():
-    """Cells built inside the block use MindSpore's operators, whatever the device and the switch."""
+    """Cells built inside the block use MindSpore's operators, whatever the device and the switch (the LIF scan
+    keeps its back-end: for timing these Cells against MindSpore's; export uses ``exporting()``)."""
     global _disabled_depth
     _disabled_depth += 1
     try:
@@ -62,7 +58,7 @@ def _build_kernels():
     try:
         return make_cpu_kernels()
     except KernelBuildError as err:
-        _log_once(logging.WARNING, f"fast CPU ops unavailable, using MindSpore's operators: {err}")
+        log_once(logging.WARNING, f"fast CPU ops unavailable, using MindSpore's operators: {err}")
         return None
 
 
@@ -73,8 +69,10 @@ def fast_ops_status():
         return False, f"{ENV_SWITCH}={switch}"
     if switch not in _ON_VALUES:
         raise ValueError(f"{ENV_SWITCH} must be 0 (off) or 1 (on where possible), got {switch!r}")
+    if is_exporting():
+        return False, "exporting() block (export)"
     if _disabled_depth:
-        return False, "disabled() block (export)"
+        return False, "disabled() block"
     target = ms.get_context("device_target")
     if target != "CPU":
         return False, f"device target {target} (the fused kernels are CPU-only)"
@@ -86,7 +84,7 @@ def fast_ops_status():
 def cpu_kernels():
     """The ``CpuKernels`` Cells built now should use, or None (see ``fast_ops_status``)."""
     on, reason = fast_ops_status()
-    _log_once(logging.INFO, f"fast CPU ops: {'on' if on else 'off'} ({reason})")
+    log_once(logging.INFO, f"fast CPU ops: {'on' if on else 'off'} ({reason})")
     return _build_kernels() if on else None
 
 

@@ -1,42 +1,19 @@
 """The fused CPU kernels of ``kernels/fast_ops_cpu.cc`` as ``ops.Custom(func_type="aot")`` operators.
 
-The library is built and cached by the machinery of the LIF kernels (``src.lif.custom.build_library``): g++ on
-first use, a per-user cache keyed on the source, the flags and the CPU, a file lock against concurrent builds.
+The library is built and cached by ``src/kernels/build.py`` (recipe ``fast_ops_cpu``): g++ on first use, a
+per-user cache keyed on the source, the flags and the CPU, a file lock against concurrent builds.
 Every forward operator carries a ``bprop`` that calls its backward operator, so MindSpore's autodiff (GRAPH and
 PYNATIVE) uses the fused backward kernels. Output shapes come from the ``...InferShape`` functions of the
 library (dynamic dimensions pass through).
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 from mindspore import ops
-from mindspore.ops import CustomRegOp, DataType
 
-from ..lif.custom import CPU_RECIPE, KernelRecipe, build_library
+from ..kernels.build import FAST_OPS_CPU_RECIPE, build_library
+from ..kernels.custom_op import reg_info
 
-__all__ = ["FAST_OPS_RECIPE", "CpuKernels", "make_cpu_kernels"]
-
-FAST_OPS_RECIPE = KernelRecipe(
-    name="fast_ops_cpu",
-    source="fast_ops_cpu.cc",
-    headers=(),
-    compiler="g++",
-    # The flags of the LIF kernel: -march=native vectorises for this CPU (and keys the cache on it).
-    flags=CPU_RECIPE.flags,
-    cpu_specific=True,
-    directory=Path(__file__).resolve().parent / "kernels",
-)
-
-
-def _reg_info(op_name, inputs, outputs):
-    reg = CustomRegOp(op_name)
-    for index, name in enumerate(inputs):
-        reg = reg.input(index, name)
-    for index, name in enumerate(outputs):
-        reg = reg.output(index, name)
-    reg = reg.dtype_format(*([DataType.None_None] * (len(inputs) + len(outputs))))
-    return reg.target("CPU").get_op_info()
-
+__all__ = ["CpuKernels", "make_cpu_kernels"]
 
 def _custom(library, symbol, inputs, outputs, bprop=None):
     """One aot operator of the library; every output is float32 like the first input."""
@@ -44,7 +21,7 @@ def _custom(library, symbol, inputs, outputs, bprop=None):
         return input_dtypes[0] if len(outputs) == 1 else tuple([input_dtypes[0]] * len(outputs))
 
     return ops.Custom(f"{library}:{symbol}", out_shape=None, out_dtype=out_dtype, func_type="aot", bprop=bprop,
-                      reg_info=_reg_info(f"snnmlp_{symbol}", inputs, outputs))
+                      reg_info=reg_info(f"snnmlp_{symbol}", "CPU", inputs, outputs))
 
 
 @dataclass(frozen=True)
@@ -67,7 +44,7 @@ class CpuKernels:
 
 def make_cpu_kernels():
     """Build (or find in the cache) the library and wrap its kernels; ``KernelBuildError`` when impossible."""
-    library = build_library(FAST_OPS_RECIPE)
+    library = build_library(FAST_OPS_CPU_RECIPE)
 
     norm_backward = _custom(library, "GroupNorm1Backward", ("x", "gamma", "mean", "rstd", "dy"),
                             ("dx", "dgamma", "dbeta"))

@@ -10,6 +10,9 @@
 * ``"primitive"``: plain MindSpore operators (``primitive.py``), what MINDIR/ONNX export uses;
 * ``"auto"``: the kernel when it can be had, else the primitive.
 
+A Cell built inside ``src.kernels.export_mode.exporting()`` takes the primitive scan whatever ``backend`` says
+(an exported file must not call a library of this machine).
+
 The choice is logged once per process (logger ``snn_mlp``). ``reference.py`` holds the loop-by-loop numpy
 reference the back-ends are tested against.
 """
@@ -19,23 +22,16 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore import dtype as mstype
 
-from .custom import KERNEL_DTYPES, KernelBuildError, ascend_op_missing_message, find_ascend_op, make_custom_ops
+from .custom import KERNEL_DTYPES, ascend_op_missing_message, find_ascend_op, make_custom_ops
+from ..kernels.build import KernelBuildError
+from ..kernels.custom_op import log_once
+from ..kernels.export_mode import is_exporting
 from .primitive import lif_scan_primitive
 
 __all__ = ["LIFScan", "BACKENDS", "KernelBuildError"]
 
 BACKENDS = ("auto", "custom", "primitive")
 _FLOAT_TYPES = (mstype.float32, mstype.float16, mstype.bfloat16)
-
-logger = logging.getLogger("snn_mlp")
-_logged_choices = set()
-
-
-def _log_once(level, message):
-    if message not in _logged_choices:
-        _logged_choices.add(message)
-        logger.log(level, message)
-
 
 def _device_target():
     return ms.get_context("device_target")
@@ -76,7 +72,10 @@ class LIFScan(nn.Cell):
 
     def _choose(self, backend):
         if backend == "primitive":
-            _log_once(logging.INFO, "LIF scan back-end: MindSpore primitives (requested)")
+            log_once(logging.INFO, "LIF scan back-end: MindSpore primitives (requested)")
+            return "primitive"
+        if is_exporting():
+            log_once(logging.INFO, "LIF scan back-end: MindSpore primitives (export)")
             return "primitive"
         target = _device_target()
         try:
@@ -84,10 +83,10 @@ class LIFScan(nn.Cell):
         except KernelBuildError as err:
             if backend == "custom":
                 raise
-            _log_once(logging.WARNING, f"LIF scan back-end: MindSpore primitives, no {target} kernel ({err})")
+            log_once(logging.WARNING, f"LIF scan back-end: MindSpore primitives, no {target} kernel ({err})")
             return "primitive"
         self.kernel_dtypes = tuple(getattr(mstype, name) for name in KERNEL_DTYPES[target])
-        _log_once(logging.INFO, f"LIF scan back-end: {target} aot kernel")
+        log_once(logging.INFO, f"LIF scan back-end: {target} aot kernel")
         return "custom"
 
     def extend_repr(self):

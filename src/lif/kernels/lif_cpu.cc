@@ -13,27 +13,31 @@
 //   LifScanBackward: x, tau, vth, dout (like x) -> dx (like x), dtau (1,) float32, dvth (1,) float32
 // float16 and bfloat16 are computed in float32.
 //
-// Work is split over the N*C planes across threads (SNNMLP_NUM_THREADS, default: all hardware threads). The
-// inner loops run along the contiguous W axis: the H scan advances whole rows of W membranes at a time; the W
-// scan walks the windows of each row, and for windows of 2, 3, 4 and 8 (a compile-time length) the loop over
-// windows vectorises, each vector lane one window. Selects are branch-free (fire is a coin flip). dtau/dvth are
-// summed in float per column or block of windows, in double per plane, and the planes added in order, so the
-// result does not depend on the thread count.
+// Work is split over the N*C planes, shared out between the calling thread and the persistent helper threads of
+// cpu_parallel.h (SNNMLP_NUM_THREADS caps them, default: all hardware threads). The inner loops run along the
+// contiguous W axis: the H scan advances whole rows of W membranes at a time; the W scan walks the windows of
+// each row, and for windows of 2, 3, 4 and 8 (a compile-time length) the loop over windows vectorises, each vector
+// lane one window. Selects are branch-free (fire is a coin flip). dtau/dvth are summed in float per column or
+// block of windows, in double per plane, and the planes added in order, so the result does not depend on the
+// thread count.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "cpu_parallel.h"
 #include "lif_host.h"
 
 namespace {
 
+using cpu_parallel::BitsFloat;
+using cpu_parallel::FloatBits;
+using cpu_parallel::Select;
+using cpu_parallel::SelectBits;
 using lif::DType;
 using lif::Fail;
 using lif::Geometry;
@@ -47,32 +51,8 @@ struct BFloat16 {
   uint16_t bits;
 };
 
-inline uint32_t FloatBits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
-
-inline float BitsFloat(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
 inline float ToFloat(float v) { return v; }
 inline float ToFloat(BFloat16 v) { return BitsFloat(static_cast<uint32_t>(v.bits) << 16); }
-
-// Branch-free select: the fire decisions are data-dependent coin flips, so a branch would mispredict half the
-// time; bit masks also let the compiler vectorise the loops.
-inline float Select(bool condition, float if_true, float if_false) {
-  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
-  return BitsFloat((FloatBits(if_true) & mask) | (FloatBits(if_false) & ~mask));
-}
-
-inline uint32_t SelectBits(bool condition, uint32_t if_true, uint32_t if_false) {
-  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
-  return (if_true & mask) | (if_false & ~mask);
-}
 
 // IEEE half <-> float with integer operations only (no denormal floats are formed, so FTZ/DAZ modes set by
 // the host framework cannot change the result), written as selects so that loops over them vectorise.
@@ -119,45 +99,11 @@ inline Half FromFloat<Half>(float f) {
 
 // ---------------------------------------------------------------- geometry and threading
 
-int ThreadCount(int64_t planes, int64_t elements) {
-  constexpr int64_t kMinElementsPerThread = 1 << 15;  // below this the thread start costs more than it saves
-  int64_t wanted = static_cast<int64_t>(std::thread::hardware_concurrency());
-  if (const char *env = std::getenv("SNNMLP_NUM_THREADS")) {
-    const long requested = std::strtol(env, nullptr, 10);
-    if (requested > 0) wanted = requested;
-  }
-  wanted = std::min({wanted, planes, std::max<int64_t>(1, elements / kMinElementsPerThread)});
-  return static_cast<int>(std::max<int64_t>(1, wanted));
-}
-
-// Runs body(first_plane, end_plane) on contiguous chunks of planes; false if any chunk threw.
+// Runs body(first_plane, end_plane) over chunks of planes on the shared pool of cpu_parallel.h (no thread is started
+// per call); false if a chunk threw.
 template <typename Body>
 bool ParallelOverPlanes(const Geometry &g, Body body) {
-  const int threads = ThreadCount(g.planes, g.elements());
-  std::atomic<bool> failed{false};
-  auto run = [&](int64_t begin, int64_t end) {
-    try {
-      body(begin, end);
-    } catch (const std::exception &e) {
-      std::fprintf(stderr, "snn_mlp LIF kernel: %s\n", e.what());
-      failed = true;
-    }
-  };
-  if (threads == 1) {
-    run(0, g.planes);
-    return !failed;
-  }
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  const int64_t chunk = (g.planes + threads - 1) / threads;
-  for (int t = 1; t < threads; ++t) {
-    const int64_t begin = std::min(g.planes, t * chunk);
-    const int64_t end = std::min(g.planes, begin + chunk);
-    if (begin < end) pool.emplace_back(run, begin, end);
-  }
-  run(0, std::min(g.planes, chunk));
-  for (auto &worker : pool) worker.join();
-  return !failed;
+  return cpu_parallel::ParallelFor(g.planes, g.elements(), body);
 }
 
 // ---------------------------------------------------------------- forward

@@ -50,7 +50,7 @@
 #ifndef LIF_MAX_BLOCKS
 #define LIF_MAX_BLOCKS 4096
 #endif
-// The architectures the library was built for (set by src/lif/custom.py), for the launch error message.
+// The architectures the library was built for (set by src/kernels/build.py), for the launch error message.
 #define LIF_STRINGIFY_(x) #x
 #define LIF_STRINGIFY(x) LIF_STRINGIFY_(x)
 #ifdef LIF_CUDA_ARCHS
