@@ -29,6 +29,7 @@ def _beside_config(argv):
 def _expected_sha(cfg):
     """--ckpt_sha256, else None when a sidecar exists (verify_file reads it), else a known release's hash."""
     from src.checkpoint import ASSETS, read_sidecar
+    from src.snn_mlp import MODEL_ARCHS  # noqa: F401  (registers the published releases in ASSETS)
 
     if cfg.ckpt_sha256 or read_sidecar(cfg.ckpt_path) is not None:
         return cfg.ckpt_sha256

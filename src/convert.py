@@ -20,8 +20,8 @@ import zipfile
 
 import numpy as np
 
-from .checkpoint import (
-    CheckpointError, save_checkpoint_atomic, sha256_file, to_official_name, to_structural_name)
+from .checkpoint import CheckpointError, save_checkpoint_atomic, sha256_file
+from .models import MODEL_ARCHS, resolve_model_name, to_official_name, to_structural_name
 
 __all__ = ["DEFAULT_MAX_BYTES", "read_torch_checkpoint", "extract_state_dict", "infer_architecture",
            "to_mindspore_names", "convert_torch_checkpoint"]
@@ -446,7 +446,6 @@ def infer_architecture(state_dict):
 
 
 def _match_variant(arch):
-    from .snn_mlp import MODEL_ARCHS
     for name, preset in MODEL_ARCHS.items():
         if (arch["embed_dim"], arch["depths"]) == (preset["embed_dim"], tuple(preset["depths"])) \
                 and arch["patch_size"] == 4 and arch["in_chans"] == 3 and arch["mlp_ratio"] == 4.0:
@@ -479,7 +478,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     What the file holds besides the weights (optimizer, config, …) is logged in one line, never run.
     Returns ``(model_name, model_kwargs, input_sha256, output_sha256)``.
     """
-    from .snn_mlp import MODEL_ALIASES, create_model
+    from .snn_mlp import create_model
 
     if not os.fspath(output_path).endswith(".ckpt"):
         raise CheckpointError(f"the output file name must end in .ckpt: {output_path}")
@@ -492,7 +491,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     arch = infer_architecture(state_dict)
     variant = _match_variant(arch)
     if model is not None:
-        wanted = MODEL_ALIASES.get(model, model)
+        wanted = resolve_model_name(model)
         if variant != wanted:
             found = variant or f"a custom SNN-MLP (embed_dim {arch['embed_dim']}, depths {arch['depths']})"
             raise CheckpointError(f"{input_path} holds {found}, not {model}; omit --model to convert it as is")

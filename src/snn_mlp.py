@@ -2,29 +2,25 @@
 
 The architecture follows the PyTorch original (huawei-noah/Efficient-AI-Backbones, snnmlp_pytorch) layer
 by layer; parameter names follow the official MindSpore Hub checkpoint of the r1.9 model zoo, whose
-stages are called ``0.…`` and ``0.blocks.k.…`` (see ``src.checkpoint.to_official_name``).
+stages are called ``0.…`` and ``0.blocks.k.…`` (see ``src.models.to_official_name``). Names,
+architectures and releases of the variants live in ``src/models.py``.
 """
 import numpy as np
 
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Constant, TruncatedNormal
 
-from .checkpoint import to_official_name
 from . import fast_ops
+from .checkpoint import Asset, register_assets
 from .lif import LIFScan
+from .models import (CUSTOM_MODEL, DEFAULT_RELEASES, MODEL_ALIASES, MODEL_ARCHS, RELEASES, list_models,
+                     resolve_model_name, to_official_name)
 
-__all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "MODEL_ARCHS",
-           "count_params"]
+__all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "list_models", "MODEL_ARCHS",
+           "MODEL_ALIASES", "count_params"]
 
-# Architecture of each released variant; training-recipe values (drop path etc.) live in config/.
-MODEL_ARCHS = {
-    "snnmlp_t": dict(embed_dim=96, depths=(2, 2, 6, 2)),
-    "snnmlp_s": dict(embed_dim=96, depths=(2, 2, 18, 2)),
-    "snnmlp_b": dict(embed_dim=128, depths=(2, 2, 18, 2)),
-}
-MODEL_ALIASES = {"snn_mlp": "snnmlp_t"}
-# The network downsamples by the patch (4) and three 2x2 merges.
-INPUT_MULTIPLE = 32
+# The checkpoint room checks files against, and downloads, what is published; it learns SNN-MLP's releases here.
+register_assets((Asset(**release) for release in RELEASES), DEFAULT_RELEASES)
 
 
 def gelu():
@@ -194,6 +190,9 @@ class PatchEmbed(nn.Cell):
 class SNNMLP(nn.Cell):
     """SNN-MLP for images of any size whose sides divide by 32 (NCHW input, logits out)."""
 
+    # load_checkpoint_strict maps checkpoint entry names through this: structural names load too.
+    checkpoint_filter_fn = staticmethod(to_official_name)
+
     def __init__(self, num_classes=1000, image_size=224, patch_size=4, in_chans=3, embed_dim=96,
                  depths=(2, 2, 6, 2), mlp_ratio=4.0, lif_bias=True, drop_rate=0.0, drop_path_rate=0.1,
                  lif=4, lif_fix_tau=False, lif_fix_vth=False, lif_init_tau=0.25, lif_init_vth=-1.0,
@@ -300,15 +299,13 @@ def snnmlp_b(**kwargs):
 
 
 def create_model(name, **kwargs):
-    """Build a variant by name (``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``, alias ``snn_mlp``) or ``snnmlp``
-    (no preset: architecture entirely from kwargs, as the small default config does)."""
-    if name == "snnmlp":
+    """Build a model by name (``list_models()``): ``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``, the alias
+    ``snn_mlp`` (= T), or ``snnmlp_custom`` (no preset: architecture entirely from kwargs, as the small default
+    config does). ValueError for other names."""
+    name = resolve_model_name(name)
+    if name == CUSTOM_MODEL:
         return SNNMLP(**kwargs)
-    canonical = MODEL_ALIASES.get(name, name)
-    if canonical not in MODEL_ARCHS:
-        valid = ", ".join(sorted([*MODEL_ARCHS, *MODEL_ALIASES, "snnmlp"]))
-        raise ValueError(f"unknown model '{name}'; valid names: {valid}")
-    return _variant(canonical, **kwargs)
+    return _variant(name, **kwargs)
 
 
 def count_params(net):

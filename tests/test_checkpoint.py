@@ -21,8 +21,8 @@ from mindspore import nn
 
 import src.checkpoint as ckpt
 from src.checkpoint import (Asset, CheckpointError, fetch_asset, load_checkpoint_strict, read_sidecar,
-                            save_checkpoint_atomic, sha256_file, to_official_name, to_structural_name,
-                            verify_file)
+                            save_checkpoint_atomic, sha256_file, verify_file)
+from src.models import to_official_name, to_structural_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

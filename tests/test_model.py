@@ -149,3 +149,26 @@ def test_without_fast_ops_the_network_is_mindspore_cells_only(monkeypatch):
     monkeypatch.setenv("SNNMLP_FAST_OPS", "0")
     module = SNNMLP(**SMALL).layers[0].blocks[0].lif_module
     assert (type(module.dw1), type(module.norm1), type(module.actn)) == (nn.Conv2d, nn.GroupNorm, nn.GELU)
+
+
+def test_every_network_argument_is_a_config_key_and_every_model_list_comes_from_list_models():
+    import inspect
+    import warnings
+
+    import export
+    from src.config import KEYS, load_config, model_kwargs
+    from src.hub import HUB_MODELS
+    from src.models import list_models
+
+    assert [n for n in inspect.signature(SNNMLP).parameters if n not in KEYS] == []  # lif_bias was missing
+    cfg = load_config(["--model", "snnmlp_custom", "--embed_dim", "8", "--depths", "1,1,1,1", "--lif_bias", "false"])
+    assert model_kwargs(cfg)["lif_bias"] is False
+    assert KEYS["model"].choices == tuple(list_models(deprecated=True)) and export.MODEL_CHOICES == list(
+        KEYS["model"].choices)
+    assert HUB_MODELS == ("snn_mlp", "snnmlp_t", "snnmlp_s", "snnmlp_b")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net = create_model("snnmlp", num_classes=3, embed_dim=8, depths=(1, 1, 1, 1), lif_backend="primitive")
+    assert net.embed_dim == 8 and any("use 'snnmlp_custom'" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match="valid names: snn_mlp, snnmlp_t, snnmlp_s, snnmlp_b, snnmlp_custom"):
+        create_model("snnmlp_x")

@@ -1,15 +1,11 @@
-"""The published checkpoints: what each release is and where it is downloaded from."""
+"""The published checkpoints: what each release is and where it is downloaded from (filled by the model room)."""
 from dataclasses import dataclass
 from typing import Optional
 
 from .errors import CheckpointError
 
-__all__ = ["Asset", "ASSETS", "DEFAULT_ASSETS", "get_asset"]
+__all__ = ["Asset", "ASSETS", "DEFAULT_ASSETS", "register_assets", "get_asset"]
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Official assets
-# ---------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Asset:
@@ -23,25 +19,16 @@ class Asset:
     num_classes: int = 1000
 
 
-_PT_RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/snnmlp/"
+# The published files, registered by the model room (src/snn_mlp.py registers SNN-MLP's releases when it is
+# imported): file name -> Asset, and model name -> the file name ``pretrained=True`` loads.
+ASSETS = {}
+DEFAULT_ASSETS = {}
 
-# The MindSpore Hub asset (mindspore-ai/hub, mshub_res/assets/mindspore/1.9/snn_mlp_imagenet2012.md), and the
-# PyTorch releases of the paper's authors.
-ASSETS = {asset.name: asset for asset in (
-    Asset("snnmlp_t_ascend_v190_imagenet2012_research_cv_top1acc81.8.ckpt",
-          "https://download.mindspore.cn/models/r1.9/"
-          "snnmlp_t_ascend_v190_imagenet2012_research_cv_top1acc81.8.ckpt",
-          "760515ca0fd2a80d02d43fa4e4dceab368622f673d807dafc4b9545e87810f1d", "snnmlp_t", 81.8, "mindspore"),
-    Asset("snnmlp_tiny_81.88.pt", _PT_RELEASE + "snnmlp_tiny_81.88.pt", None, "snnmlp_t", 81.88, "pytorch"),
-    Asset("snnmlp_small_83.30.pt", _PT_RELEASE + "snnmlp_small_83.30.pt", None, "snnmlp_s", 83.30, "pytorch"),
-    Asset("snnmlp_base_83.59.pt", _PT_RELEASE + "snnmlp_base_83.59.pt", None, "snnmlp_b", 83.59, "pytorch"),
-)}
-# What ``pretrained=True`` loads for each variant: the MindSpore asset where there is one.
-DEFAULT_ASSETS = {
-    "snnmlp_t": "snnmlp_t_ascend_v190_imagenet2012_research_cv_top1acc81.8.ckpt",
-    "snnmlp_s": "snnmlp_small_83.30.pt",
-    "snnmlp_b": "snnmlp_base_83.59.pt",
-}
+
+def register_assets(assets, defaults=None):
+    """Add ``assets`` (Assets) to the published files, and ``defaults`` ({model name: file name})."""
+    ASSETS.update((asset.name, asset) for asset in assets)
+    DEFAULT_ASSETS.update(defaults or {})
 
 
 def get_asset(name):

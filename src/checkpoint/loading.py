@@ -11,41 +11,9 @@ from mindspore import dtype as mstype
 from .errors import CheckpointError
 from .integrity import sidecar_path, verify_file
 
-__all__ = ["read_checkpoint", "load_checkpoint_strict", "to_official_name", "to_structural_name",
-           "IGNORED_ENTRY_PREFIXES", "IGNORED_ENTRY_NAMES"]
+__all__ = ["read_checkpoint", "load_checkpoint_strict", "IGNORED_ENTRY_PREFIXES", "IGNORED_ENTRY_NAMES"]
 
 _CRC_TRAILER = 17  # b"crc_num" + 10 bytes of CRC32, at the end of a checkpoint saved with crc_check=True
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Names
-# ---------------------------------------------------------------------------------------------------------
-
-_STRUCTURAL = re.compile(r"^layers\.(\d+)\.(.+)$")
-_OFFICIAL_LATER_STAGE = re.compile(r"^0\.blocks\.(\d+)\.((?:blocks|downsample)\..+)$")
-
-
-def to_official_name(name):
-    """``layers.0.X`` -> ``0.X``; ``layers.k.X`` -> ``0.blocks.k.X`` (k > 0); other names unchanged.
-
-    The r1.9 network's stages got these names from ``nn.CellList.append`` (see src/snn_mlp.py).
-    """
-    match = _STRUCTURAL.match(name)
-    if not match:
-        return name
-    stage, rest = match.groups()
-    return f"0.{rest}" if stage == "0" else f"0.blocks.{stage}.{rest}"
-
-
-def to_structural_name(name):
-    """Inverse of ``to_official_name``: ``0.blocks.k.blocks…``/``0.blocks.k.downsample…`` are stage k, any
-    other ``0.…`` is stage 0 (whose own blocks are ``0.blocks.i.norm1…`` etc.)."""
-    match = _OFFICIAL_LATER_STAGE.match(name)
-    if match:
-        return f"layers.{match.group(1)}.{match.group(2)}"
-    if name.startswith("0."):
-        return f"layers.0.{name[2:]}"
-    return name
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,8 +89,9 @@ def _metadata_value(value):
 def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
     """Load every parameter of ``net`` from ``path`` and use every entry of it, or load nothing.
 
-    The file is verified first (``expected_sha256`` or its sidecar). Names may be official (``0.blocks…``)
-    or structural (``layers.k.…``). Optimizer state (``IGNORED_ENTRY_*``) is skipped; scalar or string
+    The file is verified first (``expected_sha256`` or its sidecar). Entry names go through the network's
+    ``checkpoint_filter_fn`` when it has one (SNN-MLP's accepts official ``0.blocks…`` and structural
+    ``layers.k.…`` names), else are taken as they are. Optimizer state (``IGNORED_ENTRY_*``) is skipped; scalar or string
     entries whose name has no dot (epoch, step, …) are returned as a dict of Python values. Parameters
     whose name starts with a prefix in ``exclude`` (``("head.",)`` for a new classifier) keep their values
     and their checkpoint entries are skipped. Floating-point entries are cast to the parameter's type.
@@ -130,12 +99,13 @@ def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
     the first offenders; nothing is assigned unless everything matches.
     """
     exclude = tuple(exclude)
+    rename = getattr(net, "checkpoint_filter_fn", None) or (lambda name: name)
     entries = read_checkpoint(path, expected_sha256)
     params = {p.name: p for p in net.get_parameters()}
     to_load, metadata, seen_from = {}, {}, {}
     unexpected, wrong_shape, wrong_type, refused = [], [], [], set()
     for name, value in entries.items():
-        target = to_official_name(name)
+        target = rename(name)
         if target in seen_from:
             raise CheckpointError(f"{path}: the entries {seen_from[target]} and {name} are the same parameter")
         seen_from[target] = name
