@@ -10,7 +10,7 @@ from .snn_mlp import SNNMLP, create_model
 
 __all__ = ["HUB_MODELS", "load", "pretrained_checkpoint"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("snn_mlp.hub")  # a child of the logger setup_logging configures
 
 # Names the hub entry accepts: the released variants and their aliases (the r1.9 model-zoo name snn_mlp = T).
 HUB_MODELS = tuple(list_models(custom=False))

@@ -463,3 +463,23 @@ def test_cache_dir_follows_snnmlp_home(monkeypatch, tmp_path):
     assert ckpt.cache_dir() == str(tmp_path / "cache")
     monkeypatch.delenv("SNNMLP_HOME")
     assert ckpt.cache_dir() == os.path.expanduser("~/.cache/snn_mlp")
+
+
+def test_checkpoint_warnings_reach_the_snn_mlp_logger(tmp_path, monkeypatch):
+    # setup_logging configures only the 'snn_mlp' logger (handlers, propagate off); a module logging under
+    # its __name__ never reached train.log.
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    parent = logging.getLogger("snn_mlp")
+    monkeypatch.setattr(parent, "propagate", False)
+    parent.addHandler(handler)
+    try:
+        asset = Asset("unpublished.pt", "http://127.0.0.1:9/unpublished.pt", None, "snnmlp_t", 0.0, "pytorch")
+        (tmp_path / asset.name).write_bytes(b"weights")
+        fetch_asset(asset, root=str(tmp_path), offline=True)
+    finally:
+        parent.removeHandler(handler)
+    assert any("has no published or remembered hash" in r.getMessage() for r in records)

@@ -17,7 +17,7 @@ from .integrity import _CHUNK, _fsync_dir, _normalize_sha, _write_text_durably, 
 __all__ = ["cache_dir", "download_file", "fetch_asset", "remember_asset", "bad_cache_hint", "DOWNLOAD_TIMEOUT",
            "DOWNLOAD_MIN_RATE", "DOWNLOAD_DEADLINE"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("snn_mlp.checkpoint")  # a child of the logger setup_logging configures
 
 
 # ---------------------------------------------------------------------------------------------------------

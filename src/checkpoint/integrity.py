@@ -16,7 +16,7 @@ from .errors import CheckpointError
 __all__ = ["sha256_file", "sidecar_path", "write_sidecar", "read_sidecar", "check_file", "verify_file",
            "unverified_notice", "save_checkpoint_atomic"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("snn_mlp.checkpoint")  # a child of the logger setup_logging configures
 
 _CHUNK = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
