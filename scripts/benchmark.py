@@ -342,7 +342,8 @@ def torch_model(torch, name):
     from tests.torch_reference import TorchSNNMLP
 
     torch.manual_seed(0)
-    return TorchSNNMLP(num_classes=NUM_CLASSES, **MODEL_ARCHS[name])
+    arch = MODEL_ARCHS[name]
+    return TorchSNNMLP(num_classes=NUM_CLASSES, embed_dim=arch["embed_dim"], depths=arch["depths"])
 
 
 def inputs(batch_size, image_size, seed=0):

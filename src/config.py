@@ -65,7 +65,9 @@ _KEYS = [
     Key("mlp_ratio", "float", 4.0, "hidden width of the channel MLP over its input width", "model"),
     Key("lif_bias", "bool", True, "biases in the token-mixing 1x1 and depthwise convolutions", "model"),
     Key("drop_rate", "float", 0.0, "dropout rate", "model"),
-    Key("drop_path_rate", "float", 0.2, "stochastic depth rate of the last block (linear from 0)", "model"),
+    Key("drop_path_rate", "float", None, "stochastic depth rate of the last block (linear from 0); null: the "
+        "variant's own (T 0.2, S 0.3, B 0.5, as the original trained them; snnmlp_custom 0.2)", "model",
+        nullable=True),
     Key("lif", "int", 4, "LIF window along H and W: -1 off, 0 the whole axis, k>0 windows of k positions", "model"),
     Key("lif_fix_tau", "bool", False, "keep the LIF membrane decay tau fixed", "model"),
     Key("lif_fix_vth", "bool", False, "keep the LIF threshold Vth fixed", "model"),
@@ -352,7 +354,7 @@ def _check(values):
     non_negative = ("warmup_epochs", "lr", "warmup_lr", "min_lr", "weight_decay", "lif_lr", "lif_weight_decay",
                     "lif_start_epoch", "clip_grad", "drop_rate", "drop_path_rate")
     for name in non_negative:
-        if values[name] < 0:
+        if values[name] is not None and values[name] < 0:
             raise ConfigError(f"{name} must not be negative, got {values[name]}")
     if values["warmup_epochs"] > values["epochs"]:
         raise ConfigError(f"warmup_epochs ({values['warmup_epochs']}) exceeds epochs ({values['epochs']})")

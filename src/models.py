@@ -10,11 +10,12 @@ import warnings
 __all__ = ["MODEL_ARCHS", "MODEL_ALIASES", "CUSTOM_MODEL", "DEPRECATED_NAMES", "RELEASES", "DEFAULT_RELEASES",
            "list_models", "resolve_model_name", "to_official_name", "to_structural_name"]
 
-# Architecture of each released variant; training-recipe values (drop path etc.) live in config/.
+# Each released variant: its architecture and the stochastic depth it was trained with (the original's
+# configs/snnmlp_{tiny,small,base}_patch4_lif4_224.yaml); other training-recipe values live in config/.
 MODEL_ARCHS = {
-    "snnmlp_t": dict(embed_dim=96, depths=(2, 2, 6, 2)),
-    "snnmlp_s": dict(embed_dim=96, depths=(2, 2, 18, 2)),
-    "snnmlp_b": dict(embed_dim=128, depths=(2, 2, 18, 2)),
+    "snnmlp_t": dict(embed_dim=96, depths=(2, 2, 6, 2), drop_path_rate=0.2),
+    "snnmlp_s": dict(embed_dim=96, depths=(2, 2, 18, 2), drop_path_rate=0.3),
+    "snnmlp_b": dict(embed_dim=128, depths=(2, 2, 18, 2), drop_path_rate=0.5),
 }
 MODEL_ALIASES = {"snn_mlp": "snnmlp_t"}  # the r1.9 model-zoo and MindSpore Hub name
 # No preset: the architecture comes entirely from the arguments (embed_dim, depths, ...).

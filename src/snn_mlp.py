@@ -64,7 +64,7 @@ class LIFSpike(nn.Cell):
     trainable 1-element parameters unless fixed.
     """
 
-    def __init__(self, lif=4, fix_tau=False, fix_vth=False, init_tau=0.25, init_vth=-1.0, dim=2,
+    def __init__(self, lif=4, fix_tau=False, fix_vth=False, init_tau=0.25, init_vth=0.1, dim=2,
                  backend="auto"):
         super().__init__()
         if dim not in (2, 3):
@@ -89,7 +89,7 @@ class LIFModule(nn.Cell):
     """Token mixing: 1x1 conv, depthwise 3x3, then LIF along H and along W, summed."""
 
     def __init__(self, dim, lif_bias=True, lif=-1, lif_fix_tau=False, lif_fix_vth=False,
-                 lif_init_tau=0.25, lif_init_vth=-1.0, lif_backend="auto"):
+                 lif_init_tau=0.25, lif_init_vth=0.1, lif_backend="auto"):
         super().__init__()
         self.conv1 = conv1x1(dim, dim, lif_bias)
         self.conv2_1 = conv1x1(dim, dim, lif_bias)
@@ -188,14 +188,18 @@ class PatchEmbed(nn.Cell):
 
 
 class SNNMLP(nn.Cell):
-    """SNN-MLP for images of any size whose sides divide by 32 (NCHW input, logits out)."""
+    """SNN-MLP for images of any size whose sides divide by 32 (NCHW input, logits out).
+
+    Defaults are what the original trained SNN-MLP-T with (drop path 0.2, LIF tau 0.25 and Vth 0.1, its
+    main.py; the -1.0 in its model file was always overridden), and what config/ declares.
+    """
 
     # load_checkpoint_strict maps checkpoint entry names through this: structural names load too.
     checkpoint_filter_fn = staticmethod(to_official_name)
 
     def __init__(self, num_classes=1000, image_size=224, patch_size=4, in_chans=3, embed_dim=96,
-                 depths=(2, 2, 6, 2), mlp_ratio=4.0, lif_bias=True, drop_rate=0.0, drop_path_rate=0.1,
-                 lif=4, lif_fix_tau=False, lif_fix_vth=False, lif_init_tau=0.25, lif_init_vth=-1.0,
+                 depths=(2, 2, 6, 2), mlp_ratio=4.0, lif_bias=True, drop_rate=0.0, drop_path_rate=0.2,
+                 lif=4, lif_fix_tau=False, lif_fix_vth=False, lif_init_tau=0.25, lif_init_vth=0.1,
                  lif_backend="auto"):
         super().__init__()
         if lif < -1:
