@@ -483,3 +483,24 @@ def test_checkpoint_warnings_reach_the_snn_mlp_logger(tmp_path, monkeypatch):
     finally:
         parent.removeHandler(handler)
     assert any("has no published or remembered hash" in r.getMessage() for r in records)
+
+
+def test_a_file_named_after_a_release_is_held_to_its_published_hash(tmp_path, monkeypatch):
+    # The one policy for eval.py, train.py --ckpt_path and export.py (all go through check_file): without
+    # --ckpt_sha256 or a sidecar, a release's file name brings its published hash with it.
+    import src.checkpoint as ckpt
+
+    release = tmp_path / "release.ckpt"
+    release.write_bytes(b"the published weights")
+    published = sha256_file(release)
+    monkeypatch.setitem(ckpt.ASSETS, "release.ckpt", Asset("release.ckpt", "", published, "snnmlp_t", 0.0,
+                                                           "mindspore"))
+    assert ckpt.check_file(release) == (published, "the published hash of release.ckpt")
+    release.write_bytes(b"other weights under the release's name")
+    with pytest.raises(CheckpointError, match=f"SHA-256 mismatch for {release}: expected {published} "
+                                              f"\\(the published hash of release.ckpt\\)"):
+        ckpt.check_file(release)
+    given = sha256_file(release)
+    assert ckpt.check_file(release, given) == (given, "the expected hash")  # --ckpt_sha256 wins
+    write_sidecar = ckpt.write_sidecar(release)
+    assert ckpt.check_file(release)[1] == f"its sidecar {release}.sha256" and write_sidecar == given

@@ -127,15 +127,23 @@ def _finish_interrupted_save(path, actual):
     return True
 
 
-def _known_release(sha):
-    return next((asset.name for asset in ASSETS.values() if asset.sha256 == sha), None)
+def _published_hash(path, actual):
+    """``(hash, source)`` a file without sidecar is held to: the published hash of the release it is named
+    after, else the published hash it has (a renamed release); ``(None, None)`` when neither."""
+    asset = ASSETS.get(os.path.basename(path))
+    if asset is not None and asset.sha256:
+        return asset.sha256, f"the published hash of {asset.name}"
+    release = next((asset.name for asset in ASSETS.values() if asset.sha256 == actual), None)
+    return (actual, f"the published hash of {release}") if release else (None, None)
 
 
 def check_file(path, expected_sha256=None):
-    """Hash ``path`` (streamed, on every call: no size or mtime is trusted) and check it against
+    """Hash ``path`` (streamed, on every call: no size or mtime is trusted) and check it against the one
+    expected hash of the project's policy (eval.py, train.py --ckpt_path, export.py and every load use it):
     ``expected_sha256``, else the sidecar beside it, else the sidecar beside the file a symlink resolves to,
-    else the published hash of a known release. Returns ``(sha, source)``, ``source`` saying what the hash
-    was checked against, or None when there was nothing to check it against (unverified).
+    else the published hash of the release it is named after, else a published hash it matches. Returns
+    ``(sha, source)``, ``source`` saying what the hash was checked against, or None when there was nothing to
+    check it against (unverified). Releases are those the model room registered (``register_assets``).
 
     Raises CheckpointError for a missing file, a directory or a mismatch (both hashes in the message).
     """
@@ -157,8 +165,9 @@ def check_file(path, expected_sha256=None):
             if expected is not None:
                 break
         if expected is None:
-            release = _known_release(actual)
-            return actual, (f"the published hash of {release}" if release else None)
+            expected, source = _published_hash(path, actual)
+            if expected is None:
+                return actual, None
     if actual != expected:
         raise CheckpointError(f"SHA-256 mismatch for {path}: expected {expected} ({source}), got {actual}; "
                               f"the file is corrupt, truncated or not the one meant")
