@@ -20,7 +20,7 @@ import zipfile
 
 import numpy as np
 
-from .checkpoint import CheckpointError, save_checkpoint_atomic, sha256_file
+from .checkpoint import CheckpointError, mismatch_report, save_checkpoint_atomic, sha256_file
 from .models import MODEL_ARCHS, resolve_model_name, to_official_name, to_structural_name
 
 __all__ = ["DEFAULT_MAX_BYTES", "read_torch_checkpoint", "extract_state_dict", "infer_architecture",
@@ -454,18 +454,13 @@ def _match_variant(arch):
 
 
 def _compare(converted, net):
-    """Missing / unexpected / shape-mismatched names (PyTorch spelling, as the user's file has them)."""
+    """Missing / unexpected / shape-mismatched names (PyTorch spelling, as the user's file has them), one line."""
     expected = {p.name: tuple(p.shape) for p in net.get_parameters()}
     missing = [to_structural_name(n) for n in expected if n not in converted]
     unexpected = [to_structural_name(n) for n in converted if n not in expected]
     mismatched = [f"{to_structural_name(n)} {tuple(v.shape)} vs {expected[n]}"
                   for n, v in converted.items() if n in expected and tuple(v.shape) != expected[n]]
-    problems = []
-    for label, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatches", mismatched)):
-        if names:
-            shown = ", ".join(names[:5]) + (f", … ({len(names) - 5} more)" if len(names) > 5 else "")
-            problems.append(f"{len(names)} {label} ({shown})")
-    return problems
+    return mismatch_report(("missing", missing), ("unexpected", unexpected), ("shape mismatches", mismatched))
 
 
 def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False, max_bytes=DEFAULT_MAX_BYTES,
@@ -504,7 +499,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     converted = to_mindspore_names(state_dict)
     problems = _compare(converted, net)
     if problems:
-        raise CheckpointError(f"{input_path} does not fit {name}: " + "; ".join(problems))
+        raise CheckpointError(f"{input_path} does not fit {name}: {problems}")
     # Official order, float32 like the network's parameters (half/bfloat16 releases are widened).
     ordered = {p.name: np.ascontiguousarray(converted[p.name], dtype=np.float32) for p in net.get_parameters()}
     output_sha = save_checkpoint_atomic(ordered, output_path)

@@ -15,11 +15,13 @@ from .download import (DOWNLOAD_DEADLINE, DOWNLOAD_MIN_RATE, DOWNLOAD_TIMEOUT, b
 from .errors import CheckpointError
 from .integrity import (check_file, read_sidecar, save_checkpoint_atomic, sha256_file, sidecar_path,
                         unverified_notice, verify_file, write_sidecar)
-from .loading import IGNORED_ENTRY_NAMES, IGNORED_ENTRY_PREFIXES, load_checkpoint_strict, read_checkpoint
+from .loading import (IGNORED_ENTRY_NAMES, IGNORED_ENTRY_PREFIXES, load_checkpoint_strict, mismatch_report,
+                      read_checkpoint)
 
 __all__ = [
     "CheckpointError", "sha256_file", "sidecar_path", "write_sidecar", "read_sidecar", "check_file", "verify_file",
-    "unverified_notice", "save_checkpoint_atomic", "read_checkpoint", "load_checkpoint_strict", "register_assets",
+    "unverified_notice", "save_checkpoint_atomic", "read_checkpoint", "load_checkpoint_strict", "mismatch_report",
+    "register_assets",
     "IGNORED_ENTRY_PREFIXES", "IGNORED_ENTRY_NAMES", "Asset", "ASSETS", "DEFAULT_ASSETS",
     "get_asset", "cache_dir", "fetch_asset", "remember_asset", "bad_cache_hint", "download_file",
 ]

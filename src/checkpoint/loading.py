@@ -11,7 +11,8 @@ from mindspore import dtype as mstype
 from .errors import CheckpointError
 from .integrity import sidecar_path, verify_file
 
-__all__ = ["read_checkpoint", "load_checkpoint_strict", "IGNORED_ENTRY_PREFIXES", "IGNORED_ENTRY_NAMES"]
+__all__ = ["read_checkpoint", "load_checkpoint_strict", "mismatch_report", "IGNORED_ENTRY_PREFIXES",
+           "IGNORED_ENTRY_NAMES"]
 
 _CRC_TRAILER = 17  # b"crc_num" + 10 bytes of CRC32, at the end of a checkpoint saved with crc_check=True
 
@@ -35,10 +36,17 @@ def _is_ignored(name):
     return name.startswith(IGNORED_ENTRY_PREFIXES) or bool(IGNORED_ENTRY_NAMES.match(name))
 
 
-def _first(names, limit=5):
-    names = list(names)
-    shown = ", ".join(names[:limit])
-    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+def mismatch_report(*groups):
+    """One line describing how a checkpoint does not fit: ``(label, names[, shown])`` groups become
+    ``"N label (first, …, (k more))"`` joined by ``"; "``, empty groups left out ("" when all are empty).
+    The one wording of strict loads, resume and conversion."""
+    parts = []
+    for label, names, *shown in groups:
+        names, limit = list(names), (shown or [5])[0]
+        if names:
+            first = ", ".join(names[:limit]) + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+            parts.append(f"{len(names)} {label} ({first})")
+    return "; ".join(parts)
 
 
 def _has_crc(path):
@@ -91,8 +99,8 @@ def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
 
     The file is verified first (``expected_sha256`` or its sidecar). Entry names go through the network's
     ``checkpoint_filter_fn`` when it has one (SNN-MLP's accepts official ``0.blocks…`` and structural
-    ``layers.k.…`` names), else are taken as they are. Optimizer state (``IGNORED_ENTRY_*``) is skipped; scalar or string
-    entries whose name has no dot (epoch, step, …) are returned as a dict of Python values. Parameters
+    ``layers.k.…`` names), else are taken as they are. Optimizer state (``IGNORED_ENTRY_*``) is skipped;
+    scalar or string entries whose name has no dot (epoch, step, …) are returned as a dict of Python values. Parameters
     whose name starts with a prefix in ``exclude`` (``("head.",)`` for a new classifier) keep their values
     and their checkpoint entries are skipped. Floating-point entries are cast to the parameter's type.
     Anything missing, unexpected, of another shape or of a non-float type is a CheckpointError naming
@@ -131,20 +139,13 @@ def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
         else:
             unexpected.append(name)
     missing = [n for n in params if n not in to_load and n not in refused and not n.startswith(exclude)]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} network parameters missing ({_first(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected entries ({_first(unexpected)})")
-    if wrong_shape:
-        problems.append(f"{len(wrong_shape)} shape mismatches ({_first(wrong_shape, 3)})")
-    if wrong_type:
-        problems.append(f"{len(wrong_type)} type mismatches ({_first(wrong_type, 3)})")
+    problems = mismatch_report(("network parameters missing", missing), ("unexpected entries", unexpected),
+                               ("shape mismatches", wrong_shape, 3), ("type mismatches", wrong_type, 3))
     if problems:
         hint = ""
         if wrong_shape and all(m.startswith("head.") for m in wrong_shape):
             hint = "; a checkpoint for another number of classes: build the network with its num_classes"
-        raise CheckpointError(f"{path} does not fit the network: " + "; ".join(problems) + hint)
+        raise CheckpointError(f"{path} does not fit the network: {problems}{hint}")
     ms.load_param_into_net(net, {name: Parameter(value, name=name) for name, value in to_load.items()},
                            strict_load=True)
     return metadata
