@@ -27,7 +27,6 @@ def _beside_config(argv):
 
 
 def run(cfg):
-    import src.snn_mlp  # noqa: F401  (registers the published releases verify_file checks a release against)
     from src.checkpoint import load_checkpoint_strict, verify_file
     from src.dataset import unreadable_report
     from src.engine import evaluate

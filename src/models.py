@@ -1,8 +1,9 @@
 """SNN-MLP's identity: model names, architectures, released weights and checkpoint parameter names.
 
 The network (``src/snn_mlp.py``) builds from these; the config, export, the hub entry and the tools list
-models from ``list_models()``; the checkpoint room stays model-agnostic (``src/snn_mlp.py`` registers the
-releases below with it). No MindSpore import here, so ``src/config.py`` can read it before MindSpore loads.
+models from ``list_models()``; the checkpoint room reads the release table as data (its Assets, the
+published hashes it checks files against) and knows nothing else of SNN-MLP. No MindSpore import here, so
+``src/config.py`` can read it before MindSpore loads.
 """
 import re
 import warnings

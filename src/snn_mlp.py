@@ -11,16 +11,11 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Constant, TruncatedNormal
 
 from . import fast_ops
-from .checkpoint import Asset, register_assets
 from .lif import LIFScan
-from .models import (CUSTOM_MODEL, DEFAULT_RELEASES, MODEL_ALIASES, MODEL_ARCHS, RELEASES, list_models,
-                     resolve_model_name, to_official_name)
+from .models import CUSTOM_MODEL, MODEL_ALIASES, MODEL_ARCHS, list_models, resolve_model_name, to_official_name
 
 __all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "list_models", "MODEL_ARCHS",
            "MODEL_ALIASES", "count_params"]
-
-# The checkpoint room checks files against, and downloads, what is published; it learns SNN-MLP's releases here.
-register_assets((Asset(**release) for release in RELEASES), DEFAULT_RELEASES)
 
 
 def gelu():

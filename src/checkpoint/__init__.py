@@ -9,7 +9,7 @@ again (streamed). A downloaded asset whose hash is not published gets a ``<file>
 its hash only once it has loaded strictly as its variant (``remember_asset``); later uses are checked
 against that.
 """
-from .assets import ASSETS, DEFAULT_ASSETS, Asset, get_asset, register_assets
+from .assets import ASSETS, DEFAULT_ASSETS, Asset, get_asset
 from .download import (DOWNLOAD_DEADLINE, DOWNLOAD_MIN_RATE, DOWNLOAD_TIMEOUT, bad_cache_hint, cache_dir,
                        download_file, fetch_asset, remember_asset)
 from .errors import CheckpointError
@@ -21,7 +21,6 @@ from .loading import (IGNORED_ENTRY_NAMES, IGNORED_ENTRY_PREFIXES, load_checkpoi
 __all__ = [
     "CheckpointError", "sha256_file", "sidecar_path", "write_sidecar", "read_sidecar", "check_file", "verify_file",
     "unverified_notice", "save_checkpoint_atomic", "read_checkpoint", "load_checkpoint_strict", "mismatch_report",
-    "register_assets",
     "IGNORED_ENTRY_PREFIXES", "IGNORED_ENTRY_NAMES", "Asset", "ASSETS", "DEFAULT_ASSETS",
     "get_asset", "cache_dir", "fetch_asset", "remember_asset", "bad_cache_hint", "download_file",
 ]

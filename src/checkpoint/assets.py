@@ -1,10 +1,15 @@
-"""The published checkpoints: what each release is and where it is downloaded from (filled by the model room)."""
+"""The published checkpoints: what each release is and where it is downloaded from.
+
+The table itself is the model room's (``src/models.py`` RELEASES, MindSpore-free data); this module only
+turns it into Assets, so a lookup works whatever else has been imported.
+"""
 from dataclasses import dataclass
 from typing import Optional
 
+from ..models import DEFAULT_RELEASES, RELEASES
 from .errors import CheckpointError
 
-__all__ = ["Asset", "ASSETS", "DEFAULT_ASSETS", "register_assets", "get_asset"]
+__all__ = ["Asset", "ASSETS", "DEFAULT_ASSETS", "get_asset"]
 
 
 @dataclass(frozen=True)
@@ -19,16 +24,9 @@ class Asset:
     num_classes: int = 1000
 
 
-# The published files, registered by the model room (src/snn_mlp.py registers SNN-MLP's releases when it is
-# imported): file name -> Asset, and model name -> the file name ``pretrained=True`` loads.
-ASSETS = {}
-DEFAULT_ASSETS = {}
-
-
-def register_assets(assets, defaults=None):
-    """Add ``assets`` (Assets) to the published files, and ``defaults`` ({model name: file name})."""
-    ASSETS.update((asset.name, asset) for asset in assets)
-    DEFAULT_ASSETS.update(defaults or {})
+# File name -> Asset, and model name -> the file name ``pretrained=True`` loads.
+ASSETS = {asset.name: asset for asset in (Asset(**release) for release in RELEASES)}
+DEFAULT_ASSETS = dict(DEFAULT_RELEASES)
 
 
 def get_asset(name):

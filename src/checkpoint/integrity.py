@@ -143,7 +143,7 @@ def check_file(path, expected_sha256=None):
     ``expected_sha256``, else the sidecar beside it, else the sidecar beside the file a symlink resolves to,
     else the published hash of the release it is named after, else a published hash it matches. Returns
     ``(sha, source)``, ``source`` saying what the hash was checked against, or None when there was nothing to
-    check it against (unverified). Releases are those the model room registered (``register_assets``).
+    check it against (unverified). The releases are the model room's table (``src/models.py`` RELEASES).
 
     Raises CheckpointError for a missing file, a directory or a mismatch (both hashes in the message).
     """
