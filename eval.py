@@ -26,16 +26,6 @@ def _beside_config(argv):
     return None
 
 
-def _expected_sha(cfg):
-    """--ckpt_sha256, else None when a sidecar exists (verify_file reads it), else a known release's hash."""
-    from src.checkpoint import ASSETS, read_sidecar
-
-    if cfg.ckpt_sha256 or read_sidecar(cfg.ckpt_path) is not None:
-        return cfg.ckpt_sha256
-    asset = ASSETS.get(os.path.basename(cfg.ckpt_path))
-    return asset.sha256 if asset is not None else None
-
-
 def run(cfg):
     from src.checkpoint import load_checkpoint_strict, verify_file
     from src.dataset import unreadable_report
@@ -50,7 +40,7 @@ def run(cfg):
 
     logger = logging.getLogger("snn_mlp")
     logger.info("config %s", cfg.config_path)
-    sha = verify_file(cfg.ckpt_path, _expected_sha(cfg))
+    sha = verify_file(cfg.ckpt_path, cfg.ckpt_sha256)
     model, net = build_network(cfg, device_target)
     metadata = load_checkpoint_strict(model, cfg.ckpt_path, sha, exclude=("ema.",))
     logger.info("loaded %s (SHA-256 %s)%s", cfg.ckpt_path, sha,

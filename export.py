@@ -18,10 +18,11 @@ from src.fast_ops.onnx import make_onnx_exportable
 from src.kernels.export_mode import exporting
 from src.checkpoint import CheckpointError, check_file, load_checkpoint_strict, unverified_notice, write_sidecar
 from src.config import ConfigError, load_yaml
-from src.snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
+from src.models import CUSTOM_MODEL, list_models
+from src.snn_mlp import SNNMLP, create_model
 
 FILE_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
-MODEL_CHOICES = sorted([*MODEL_ARCHS, *MODEL_ALIASES, "snnmlp"])
+MODEL_CHOICES = list_models(deprecated=True)
 DEFAULTS = dict(model="snnmlp_t", num_classes=1000, image_size=224)
 # SNNMLP arguments a config.yaml may carry; the LIF back-end is always "primitive" here.
 ARCH_KEYS = [name for name in inspect.signature(SNNMLP).parameters
@@ -42,7 +43,7 @@ def parse_args(argv=None):
                         help="expected SHA-256 of the checkpoint (for a copy without its sidecar)")
     parser.add_argument("--model", choices=MODEL_CHOICES, default=None,
                         help="variant (default: 'model' of config.yaml beside the checkpoint, else snnmlp_t; "
-                             "'snnmlp' takes the architecture from config.yaml)")
+                             f"'{CUSTOM_MODEL}' takes the architecture from config.yaml)")
     parser.add_argument("--num_classes", type=int, default=None,
                         help="classifier size (default: config.yaml, else 1000)")
     parser.add_argument("--file_format", choices=sorted(FILE_FORMATS), default="MINDIR",

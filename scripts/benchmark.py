@@ -42,9 +42,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from src.models import MODEL_ALIASES, MODEL_ARCHS  # noqa: E402  (needs the path above; no MindSpore import)
 
 SECTIONS = ("eval", "train", "lif", "layers", "data")
-MODELS = {"t": "snnmlp_t", "s": "snnmlp_s", "b": "snnmlp_b"}
+MODELS = {name.rsplit("_", 1)[1]: name for name in MODEL_ARCHS}  # t, s, b
 MODES = ("GRAPH", "PYNATIVE")
 PRECISIONS = ("fp32", "mixed")
 FAST_OPS = ("on", "off")
@@ -99,7 +100,7 @@ def positive_int(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=comma_list(MODELS.values(), "model", {**MODELS, "snn_mlp": "snnmlp_t"}),
+    parser.add_argument("--model", type=comma_list(MODELS.values(), "model", {**MODELS, **MODEL_ALIASES}),
                         default=None,
                         help="variants to measure, comma-separated: t, s, b (or snnmlp_t, ...; snn_mlp = t). "
                              "Default t")
@@ -339,11 +340,11 @@ def build_mindspore(name, fast, precision, image_size):
 
 
 def torch_model(torch, name):
-    from src.snn_mlp import MODEL_ARCHS
     from tests.torch_reference import TorchSNNMLP
 
     torch.manual_seed(0)
-    return TorchSNNMLP(num_classes=NUM_CLASSES, **MODEL_ARCHS[name])
+    arch = MODEL_ARCHS[name]
+    return TorchSNNMLP(num_classes=NUM_CLASSES, embed_dim=arch["embed_dim"], depths=arch["depths"])
 
 
 def inputs(batch_size, image_size, seed=0):

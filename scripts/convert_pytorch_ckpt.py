@@ -5,7 +5,7 @@ torch is not needed, and nothing in the file is run: reads the original training
 'state_dict_ema') and bare state_dicts, in the zip (torch >= 1.6) and legacy formats. Only the weights are
 taken; what else the file holds is listed in one line.
 
-Prints the input file's SHA-256 (record it in src/checkpoint.py ASSETS the first time a release is
+Prints the input file's SHA-256 (record it in src/models.py RELEASES the first time a release is
 converted) and writes the output atomically with its .sha256 sidecar.
 """
 import argparse
@@ -17,8 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.checkpoint import CheckpointError, verify_file  # noqa: E402  (needs the path above)
 from src.convert import DEFAULT_MAX_BYTES, convert_torch_checkpoint  # noqa: E402
+from src.models import list_models  # noqa: E402
 
-MODEL_CHOICES = ("snn_mlp", "snnmlp_t", "snnmlp_s", "snnmlp_b")
+MODEL_CHOICES = list_models(custom=False)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 

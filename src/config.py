@@ -14,9 +14,11 @@ from typing import Any, Tuple
 
 import yaml
 
+from .models import CUSTOM_MODEL, DEPRECATED_NAMES, list_models
+
 __all__ = ["ConfigError", "Key", "KEYS", "SECTIONS", "AUG_KEYS", "REPO_ROOT", "DEFAULT_CONFIG", "load_config",
            "load_yaml", "parse_value", "peek_option", "dump_config", "save_config", "model_kwargs", "aug_settings",
-           "resolve_config_path"]
+           "resolve_config_path", "model_arg_names"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join("config", "snnmlp_digits.yaml")
@@ -47,23 +49,25 @@ SECTIONS = {
     "run": "run, output and checkpoints",
 }
 
-_MODELS = ("snnmlp", "snnmlp_t", "snnmlp_s", "snnmlp_b", "snn_mlp")
-
 _KEYS = [
     # model
-    Key("model", "str", "snnmlp_t", "network: snnmlp_t/s/b (paper variants; snn_mlp = T) or snnmlp (architecture "
-        "from embed_dim/depths)", "model", choices=_MODELS),
+    Key("model", "str", "snnmlp_t", f"network: snnmlp_t/s/b (paper variants; snn_mlp = T) or {CUSTOM_MODEL} "
+        f"(architecture from embed_dim/depths; {', '.join(DEPRECATED_NAMES)}: its deprecated name)", "model",
+        choices=tuple(list_models(deprecated=True))),
     Key("num_classes", "int", 1000, "number of classes (the classifier's outputs)", "model"),
     Key("image_size", "int", 224, "input side in pixels (a multiple of 32)", "model"),
     Key("in_chans", "int", 3, "input channels", "model"),
     Key("patch_size", "int", 4, "patch embedding stride", "model"),
-    Key("embed_dim", "int", None, "channels of stage 1; null: the variant's own (required for model snnmlp)",
+    Key("embed_dim", "int", None, "channels of stage 1; null: the variant's own (required for model snnmlp_custom)",
         "model", nullable=True),
     Key("depths", "int_list", None, "blocks per stage, e.g. 2,2,6,2; null: the variant's own (required for model "
-        "snnmlp)", "model", nullable=True),
+        "snnmlp_custom)", "model", nullable=True),
     Key("mlp_ratio", "float", 4.0, "hidden width of the channel MLP over its input width", "model"),
+    Key("lif_bias", "bool", True, "biases in the token-mixing 1x1 and depthwise convolutions", "model"),
     Key("drop_rate", "float", 0.0, "dropout rate", "model"),
-    Key("drop_path_rate", "float", 0.2, "stochastic depth rate of the last block (linear from 0)", "model"),
+    Key("drop_path_rate", "float", None, "stochastic depth rate of the last block (linear from 0); null: the "
+        "variant's own (T 0.2, S 0.3, B 0.5, as the original trained them; snnmlp_custom 0.2)", "model",
+        nullable=True),
     Key("lif", "int", 4, "LIF window along H and W: -1 off, 0 the whole axis, k>0 windows of k positions", "model"),
     Key("lif_fix_tau", "bool", False, "keep the LIF membrane decay tau fixed", "model"),
     Key("lif_fix_vth", "bool", False, "keep the LIF threshold Vth fixed", "model"),
@@ -155,9 +159,6 @@ _KEYS = [
 KEYS = {key.name: key for key in _KEYS}
 AUG_KEYS = tuple(key.name for key in _KEYS if key.section == "aug")
 _ALIASES = {alias: key.name for key in _KEYS for alias in key.aliases}
-_MODEL_ARCH_KEYS = ("num_classes", "image_size", "in_chans", "patch_size", "embed_dim", "depths", "mlp_ratio",
-                    "drop_rate", "drop_path_rate", "lif", "lif_fix_tau", "lif_fix_vth", "lif_init_tau",
-                    "lif_init_vth", "lif_backend")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _NULL = ("null", "none", "~", "")
 
@@ -353,12 +354,13 @@ def _check(values):
     non_negative = ("warmup_epochs", "lr", "warmup_lr", "min_lr", "weight_decay", "lif_lr", "lif_weight_decay",
                     "lif_start_epoch", "clip_grad", "drop_rate", "drop_path_rate")
     for name in non_negative:
-        if values[name] < 0:
+        if values[name] is not None and values[name] < 0:
             raise ConfigError(f"{name} must not be negative, got {values[name]}")
     if values["warmup_epochs"] > values["epochs"]:
         raise ConfigError(f"warmup_epochs ({values['warmup_epochs']}) exceeds epochs ({values['epochs']})")
-    if values["model"] == "snnmlp" and (values["embed_dim"] is None or values["depths"] is None):
-        raise ConfigError("model snnmlp has no preset architecture: set embed_dim and depths")
+    if DEPRECATED_NAMES.get(values["model"], values["model"]) == CUSTOM_MODEL and (
+            values["embed_dim"] is None or values["depths"] is None):
+        raise ConfigError(f"model {values['model']} has no preset architecture: set embed_dim and depths")
     if len(values["betas"]) != 2:
         raise ConfigError(f"betas must be two numbers beta1,beta2, got {values['betas']}")
     for name in ("lr", "warmup_lr", "min_lr", "lif_lr", "weight_decay", "loss_scale"):
@@ -379,11 +381,21 @@ def _check(values):
 
 
 def model_kwargs(cfg):
-    """``create_model`` keyword arguments of a config; null architecture keys keep the variant's own."""
-    kwargs = {name: getattr(cfg, name) for name in _MODEL_ARCH_KEYS if getattr(cfg, name) is not None}
+    """``create_model`` keyword arguments of a config: every SNNMLP argument (its signature) the config sets;
+    null architecture keys keep the variant's own."""
+    kwargs = {name: getattr(cfg, name) for name in model_arg_names() if getattr(cfg, name, None) is not None}
     if "depths" in kwargs:
         kwargs["depths"] = tuple(kwargs["depths"])
     return kwargs
+
+
+def model_arg_names():
+    """SNNMLP's keyword arguments, from its signature (imports the network, hence MindSpore)."""
+    import inspect
+
+    from .snn_mlp import SNNMLP
+
+    return [name for name in inspect.signature(SNNMLP).parameters]
 
 
 def aug_settings(cfg):

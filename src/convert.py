@@ -20,8 +20,8 @@ import zipfile
 
 import numpy as np
 
-from .checkpoint import (
-    CheckpointError, save_checkpoint_atomic, sha256_file, to_official_name, to_structural_name)
+from .checkpoint import CheckpointError, mismatch_report, save_checkpoint_atomic, sha256_file
+from .models import MODEL_ARCHS, resolve_model_name, to_official_name, to_structural_name
 
 __all__ = ["DEFAULT_MAX_BYTES", "read_torch_checkpoint", "extract_state_dict", "infer_architecture",
            "to_mindspore_names", "convert_torch_checkpoint"]
@@ -446,7 +446,6 @@ def infer_architecture(state_dict):
 
 
 def _match_variant(arch):
-    from .snn_mlp import MODEL_ARCHS
     for name, preset in MODEL_ARCHS.items():
         if (arch["embed_dim"], arch["depths"]) == (preset["embed_dim"], tuple(preset["depths"])) \
                 and arch["patch_size"] == 4 and arch["in_chans"] == 3 and arch["mlp_ratio"] == 4.0:
@@ -455,18 +454,13 @@ def _match_variant(arch):
 
 
 def _compare(converted, net):
-    """Missing / unexpected / shape-mismatched names (PyTorch spelling, as the user's file has them)."""
+    """Missing / unexpected / shape-mismatched names (PyTorch spelling, as the user's file has them), one line."""
     expected = {p.name: tuple(p.shape) for p in net.get_parameters()}
     missing = [to_structural_name(n) for n in expected if n not in converted]
     unexpected = [to_structural_name(n) for n in converted if n not in expected]
     mismatched = [f"{to_structural_name(n)} {tuple(v.shape)} vs {expected[n]}"
                   for n, v in converted.items() if n in expected and tuple(v.shape) != expected[n]]
-    problems = []
-    for label, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatches", mismatched)):
-        if names:
-            shown = ", ".join(names[:5]) + (f", … ({len(names) - 5} more)" if len(names) > 5 else "")
-            problems.append(f"{len(names)} {label} ({shown})")
-    return problems
+    return mismatch_report(("missing", missing), ("unexpected", unexpected), ("shape mismatches", mismatched))
 
 
 def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False, max_bytes=DEFAULT_MAX_BYTES,
@@ -479,7 +473,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     What the file holds besides the weights (optimizer, config, …) is logged in one line, never run.
     Returns ``(model_name, model_kwargs, input_sha256, output_sha256)``.
     """
-    from .snn_mlp import MODEL_ALIASES, create_model
+    from .snn_mlp import create_model
 
     if not os.fspath(output_path).endswith(".ckpt"):
         raise CheckpointError(f"the output file name must end in .ckpt: {output_path}")
@@ -492,7 +486,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     arch = infer_architecture(state_dict)
     variant = _match_variant(arch)
     if model is not None:
-        wanted = MODEL_ALIASES.get(model, model)
+        wanted = resolve_model_name(model)
         if variant != wanted:
             found = variant or f"a custom SNN-MLP (embed_dim {arch['embed_dim']}, depths {arch['depths']})"
             raise CheckpointError(f"{input_path} holds {found}, not {model}; omit --model to convert it as is")
@@ -505,7 +499,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     converted = to_mindspore_names(state_dict)
     problems = _compare(converted, net)
     if problems:
-        raise CheckpointError(f"{input_path} does not fit {name}: " + "; ".join(problems))
+        raise CheckpointError(f"{input_path} does not fit {name}: {problems}")
     # Official order, float32 like the network's parameters (half/bfloat16 releases are widened).
     ordered = {p.name: np.ascontiguousarray(converted[p.name], dtype=np.float32) for p in net.get_parameters()}
     output_sha = save_checkpoint_atomic(ordered, output_path)

@@ -5,20 +5,21 @@ import os
 
 from .checkpoint import (DOWNLOAD_DEADLINE, DOWNLOAD_TIMEOUT, CheckpointError, bad_cache_hint, fetch_asset,
                          get_asset, load_checkpoint_strict, remember_asset, verify_file)
-from .snn_mlp import MODEL_ALIASES, MODEL_ARCHS, SNNMLP, create_model
+from .models import list_models, resolve_model_name
+from .snn_mlp import SNNMLP, create_model
 
 __all__ = ["HUB_MODELS", "load", "pretrained_checkpoint"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("snn_mlp.hub")  # a child of the logger setup_logging configures
 
-# Names the hub entry accepts: the three released variants and the r1.9 model-zoo name (= T).
-HUB_MODELS = ("snn_mlp", *MODEL_ARCHS)
+# Names the hub entry accepts: the released variants and their aliases (the r1.9 model-zoo name snn_mlp = T).
+HUB_MODELS = tuple(list_models(custom=False))
 
 
 def _variant(name):
     if name not in HUB_MODELS:
         raise ValueError(f"unknown SNN-MLP model '{name}'; valid names: {', '.join(HUB_MODELS)}")
-    return MODEL_ALIASES.get(name, name)
+    return resolve_model_name(name)
 
 
 def pretrained_checkpoint(name, offline=None, timeout=DOWNLOAD_TIMEOUT, deadline=DOWNLOAD_DEADLINE):

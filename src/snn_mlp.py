@@ -2,29 +2,20 @@
 
 The architecture follows the PyTorch original (huawei-noah/Efficient-AI-Backbones, snnmlp_pytorch) layer
 by layer; parameter names follow the official MindSpore Hub checkpoint of the r1.9 model zoo, whose
-stages are called ``0.…`` and ``0.blocks.k.…`` (see ``src.checkpoint.to_official_name``).
+stages are called ``0.…`` and ``0.blocks.k.…`` (see ``src.models.to_official_name``). Names,
+architectures and releases of the variants live in ``src/models.py``.
 """
 import numpy as np
 
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Constant, TruncatedNormal
 
-from .checkpoint import to_official_name
 from . import fast_ops
 from .lif import LIFScan
+from .models import CUSTOM_MODEL, MODEL_ALIASES, MODEL_ARCHS, list_models, resolve_model_name, to_official_name
 
-__all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "MODEL_ARCHS",
-           "count_params"]
-
-# Architecture of each released variant; training-recipe values (drop path etc.) live in config/.
-MODEL_ARCHS = {
-    "snnmlp_t": dict(embed_dim=96, depths=(2, 2, 6, 2)),
-    "snnmlp_s": dict(embed_dim=96, depths=(2, 2, 18, 2)),
-    "snnmlp_b": dict(embed_dim=128, depths=(2, 2, 18, 2)),
-}
-MODEL_ALIASES = {"snn_mlp": "snnmlp_t"}
-# The network downsamples by the patch (4) and three 2x2 merges.
-INPUT_MULTIPLE = 32
+__all__ = ["SNNMLP", "LIFSpike", "snnmlp_t", "snnmlp_s", "snnmlp_b", "create_model", "list_models", "MODEL_ARCHS",
+           "MODEL_ALIASES", "count_params"]
 
 
 def gelu():
@@ -68,7 +59,7 @@ class LIFSpike(nn.Cell):
     trainable 1-element parameters unless fixed.
     """
 
-    def __init__(self, lif=4, fix_tau=False, fix_vth=False, init_tau=0.25, init_vth=-1.0, dim=2,
+    def __init__(self, lif=4, fix_tau=False, fix_vth=False, init_tau=0.25, init_vth=0.1, dim=2,
                  backend="auto"):
         super().__init__()
         if dim not in (2, 3):
@@ -93,7 +84,7 @@ class LIFModule(nn.Cell):
     """Token mixing: 1x1 conv, depthwise 3x3, then LIF along H and along W, summed."""
 
     def __init__(self, dim, lif_bias=True, lif=-1, lif_fix_tau=False, lif_fix_vth=False,
-                 lif_init_tau=0.25, lif_init_vth=-1.0, lif_backend="auto"):
+                 lif_init_tau=0.25, lif_init_vth=0.1, lif_backend="auto"):
         super().__init__()
         self.conv1 = conv1x1(dim, dim, lif_bias)
         self.conv2_1 = conv1x1(dim, dim, lif_bias)
@@ -192,11 +183,18 @@ class PatchEmbed(nn.Cell):
 
 
 class SNNMLP(nn.Cell):
-    """SNN-MLP for images of any size whose sides divide by 32 (NCHW input, logits out)."""
+    """SNN-MLP for images of any size whose sides divide by 32 (NCHW input, logits out).
+
+    Defaults are what the original trained SNN-MLP-T with (drop path 0.2, LIF tau 0.25 and Vth 0.1, its
+    main.py; the -1.0 in its model file was always overridden), and what config/ declares.
+    """
+
+    # load_checkpoint_strict maps checkpoint entry names through this: structural names load too.
+    checkpoint_filter_fn = staticmethod(to_official_name)
 
     def __init__(self, num_classes=1000, image_size=224, patch_size=4, in_chans=3, embed_dim=96,
-                 depths=(2, 2, 6, 2), mlp_ratio=4.0, lif_bias=True, drop_rate=0.0, drop_path_rate=0.1,
-                 lif=4, lif_fix_tau=False, lif_fix_vth=False, lif_init_tau=0.25, lif_init_vth=-1.0,
+                 depths=(2, 2, 6, 2), mlp_ratio=4.0, lif_bias=True, drop_rate=0.0, drop_path_rate=0.2,
+                 lif=4, lif_fix_tau=False, lif_fix_vth=False, lif_init_tau=0.25, lif_init_vth=0.1,
                  lif_backend="auto"):
         super().__init__()
         if lif < -1:
@@ -300,15 +298,13 @@ def snnmlp_b(**kwargs):
 
 
 def create_model(name, **kwargs):
-    """Build a variant by name (``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``, alias ``snn_mlp``) or ``snnmlp``
-    (no preset: architecture entirely from kwargs, as the small default config does)."""
-    if name == "snnmlp":
+    """Build a model by name (``list_models()``): ``snnmlp_t``, ``snnmlp_s``, ``snnmlp_b``, the alias
+    ``snn_mlp`` (= T), or ``snnmlp_custom`` (no preset: architecture entirely from kwargs, as the small default
+    config does). ValueError for other names."""
+    name = resolve_model_name(name)
+    if name == CUSTOM_MODEL:
         return SNNMLP(**kwargs)
-    canonical = MODEL_ALIASES.get(name, name)
-    if canonical not in MODEL_ARCHS:
-        valid = ", ".join(sorted([*MODEL_ARCHS, *MODEL_ALIASES, "snnmlp"]))
-        raise ValueError(f"unknown model '{name}'; valid names: {valid}")
-    return _variant(canonical, **kwargs)
+    return _variant(name, **kwargs)
 
 
 def count_params(net):

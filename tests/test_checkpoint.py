@@ -21,8 +21,8 @@ from mindspore import nn
 
 import src.checkpoint as ckpt
 from src.checkpoint import (Asset, CheckpointError, fetch_asset, load_checkpoint_strict, read_sidecar,
-                            save_checkpoint_atomic, sha256_file, to_official_name, to_structural_name,
-                            verify_file)
+                            save_checkpoint_atomic, sha256_file, verify_file)
+from src.models import to_official_name, to_structural_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -463,3 +463,44 @@ def test_cache_dir_follows_snnmlp_home(monkeypatch, tmp_path):
     assert ckpt.cache_dir() == str(tmp_path / "cache")
     monkeypatch.delenv("SNNMLP_HOME")
     assert ckpt.cache_dir() == os.path.expanduser("~/.cache/snn_mlp")
+
+
+def test_checkpoint_warnings_reach_the_snn_mlp_logger(tmp_path, monkeypatch):
+    # setup_logging configures only the 'snn_mlp' logger (handlers, propagate off); a module logging under
+    # its __name__ never reached train.log.
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    parent = logging.getLogger("snn_mlp")
+    monkeypatch.setattr(parent, "propagate", False)
+    parent.addHandler(handler)
+    try:
+        asset = Asset("unpublished.pt", "http://127.0.0.1:9/unpublished.pt", None, "snnmlp_t", 0.0, "pytorch")
+        (tmp_path / asset.name).write_bytes(b"weights")
+        fetch_asset(asset, root=str(tmp_path), offline=True)
+    finally:
+        parent.removeHandler(handler)
+    assert any("has no published or remembered hash" in r.getMessage() for r in records)
+
+
+def test_a_file_named_after_a_release_is_held_to_its_published_hash(tmp_path, monkeypatch):
+    # The one policy for eval.py, train.py --ckpt_path and export.py (all go through check_file): without
+    # --ckpt_sha256 or a sidecar, a release's file name brings its published hash with it.
+    import src.checkpoint as ckpt
+
+    release = tmp_path / "release.ckpt"
+    release.write_bytes(b"the published weights")
+    published = sha256_file(release)
+    monkeypatch.setitem(ckpt.ASSETS, "release.ckpt", Asset("release.ckpt", "", published, "snnmlp_t", 0.0,
+                                                           "mindspore"))
+    assert ckpt.check_file(release) == (published, "the published hash of release.ckpt")
+    release.write_bytes(b"other weights under the release's name")
+    with pytest.raises(CheckpointError, match=f"SHA-256 mismatch for {release}: expected {published} "
+                                              f"\\(the published hash of release.ckpt\\)"):
+        ckpt.check_file(release)
+    given = sha256_file(release)
+    assert ckpt.check_file(release, given) == (given, "the expected hash")  # --ckpt_sha256 wins
+    write_sidecar = ckpt.write_sidecar(release)
+    assert ckpt.check_file(release)[1] == f"its sidecar {release}.sha256" and write_sidecar == given

@@ -265,3 +265,11 @@ def test_checkout_keeps_the_r19_import_path():
     import src.snn_mlp
     net = load_conf("hub_conf.py").create_network("snn_mlp", 3, **SMALL)
     assert type(net) is src.snn_mlp.SNNMLP and net.num_classes == 3
+
+
+def test_markdown_names_are_the_model_rooms():
+    from src.models import list_models
+
+    text = (ROOT / "snn_mlp.md").read_text()
+    names = re.search(r"^Names: (.+?) \(`src\.models\.list_models", text, re.M | re.S).group(1)
+    assert re.findall(r"`([a-z_]+)`", names) == list_models(custom=False)

@@ -1,4 +1,5 @@
 """The network: official parameter layout, parity with an independent PyTorch reference, training."""
+import inspect
 import re
 import subprocess
 import sys
@@ -149,3 +150,43 @@ def test_without_fast_ops_the_network_is_mindspore_cells_only(monkeypatch):
     monkeypatch.setenv("SNNMLP_FAST_OPS", "0")
     module = SNNMLP(**SMALL).layers[0].blocks[0].lif_module
     assert (type(module.dw1), type(module.norm1), type(module.actn)) == (nn.Conv2d, nn.GroupNorm, nn.GELU)
+
+
+def test_every_network_argument_is_a_config_key_and_every_model_list_comes_from_list_models():
+    import warnings
+
+    import export
+    from src.config import KEYS, load_config, model_kwargs
+    from src.hub import HUB_MODELS
+    from src.models import list_models
+
+    assert [n for n in inspect.signature(SNNMLP).parameters if n not in KEYS] == []  # lif_bias was missing
+    cfg = load_config(["--model", "snnmlp_custom", "--embed_dim", "8", "--depths", "1,1,1,1", "--lif_bias", "false"])
+    assert model_kwargs(cfg)["lif_bias"] is False
+    assert KEYS["model"].choices == tuple(list_models(deprecated=True)) and export.MODEL_CHOICES == list(
+        KEYS["model"].choices)
+    assert HUB_MODELS == ("snn_mlp", "snnmlp_t", "snnmlp_s", "snnmlp_b")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net = create_model("snnmlp", num_classes=3, embed_dim=8, depths=(1, 1, 1, 1), lif_backend="primitive")
+    assert net.embed_dim == 8 and any("use 'snnmlp_custom'" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match="valid names: snn_mlp, snnmlp_t, snnmlp_s, snnmlp_b, snnmlp_custom"):
+        create_model("snnmlp_x")
+
+
+def test_network_and_config_defaults_agree_with_the_original():
+    # hub.load and train.py must start from the same values: the original's training settings (drop path
+    # T 0.2 / S 0.3 / B 0.5 from its configs/*.yaml, LIF tau 0.25 and Vth 0.1 from its main.py).
+    from src.config import KEYS, load_config, model_kwargs
+
+    for name, parameter in inspect.signature(SNNMLP).parameters.items():
+        if KEYS[name].default is not None:
+            assert parameter.default == KEYS[name].default, name
+    signature = inspect.signature(SNNMLP).parameters
+    assert (signature["drop_path_rate"].default, signature["lif_init_tau"].default,
+            signature["lif_init_vth"].default) == (0.2, 0.25, 0.1)
+    cfg = load_config(["--config_path", "config/snnmlp_digits.yaml", "--model", "snnmlp_s", "--embed_dim", "null",
+                       "--depths", "null", "--drop_path_rate", "null", "--image_size", "32"])
+    net = create_model(cfg.model, **dict(model_kwargs(cfg), lif_backend="primitive"))
+    assert net.layers[3].blocks[1].drop_path.keep_prob == pytest.approx(1 - 0.3)  # S's, the last block's
+    assert float(net.layers[0].blocks[0].lif_module.lif1.Vth.asnumpy()[0]) == pytest.approx(0.1)

@@ -20,7 +20,7 @@ import pytest
 import mindspore as ms
 
 from src.checkpoint import CheckpointError, read_checkpoint, save_checkpoint_atomic, sha256_file
-from src.engine.checkpoints import CheckpointManager
+from src.engine.train_state import CheckpointManager
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "m"
@@ -90,7 +90,7 @@ KILLER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import mindspore as ms
     import src.checkpoint as ckpt
-    from src.engine.checkpoints import CheckpointManager
+    from src.engine.train_state import CheckpointManager
     import test_reliability as t
 
     base, out = sys.argv[1], sys.argv[2]

@@ -15,7 +15,7 @@ import mindspore as ms
 
 from src.config import load_config
 from src.engine import trainer
-from src.engine.checkpoints import CheckpointManager
+from src.engine.train_state import CheckpointManager
 from tests.conftest import REPO_ROOT, build_image_folder
 
 TINY_NET = ["--model", "snnmlp", "--embed_dim", "8", "--depths", "1,1,1,1", "--image_size", "32"]

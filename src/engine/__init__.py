@@ -1,6 +1,6 @@
 """Training and evaluation machinery: schedule, parameter groups and AdamW, the train step, evaluation,
 checkpoints and the training loop. See each module's docstring."""
-from .checkpoints import BEST_NAME, CheckpointManager, load_train_state
+from .train_state import BEST_NAME, CheckpointManager, load_train_state
 from .evaluate import EvalResult, batch_metrics, evaluate
 from .optim import EMA, LR_LIF, LR_MAIN, AdamW, ParamGroup, build_param_groups, is_lif_param
 from .schedule import CosineWarmupSchedule, scale_lr

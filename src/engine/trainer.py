@@ -19,7 +19,7 @@ from mindspore import Tensor, nn, ops
 
 from ..checkpoint import load_checkpoint_strict, read_checkpoint, verify_file
 from ..config import ConfigError, aug_settings, model_kwargs, save_config
-from .checkpoints import CheckpointManager, load_train_state
+from .train_state import CheckpointManager, load_train_state
 from .curves import TrainingCurves
 from .evaluate import evaluate
 from .optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups

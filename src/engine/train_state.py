@@ -17,7 +17,7 @@ import re
 import shutil
 import time
 
-from ..checkpoint import CheckpointError, check_file, read_checkpoint, save_checkpoint_atomic
+from ..checkpoint import CheckpointError, check_file, mismatch_report, read_checkpoint, save_checkpoint_atomic
 
 __all__ = ["CheckpointManager", "BEST_NAME", "METRICS_NAME", "STATE_COUNTERS", "load_train_state"]
 
@@ -30,11 +30,6 @@ STATE_COUNTERS = ("epoch_num", "step_num", "best_top1", "best_epoch")
 # Optional state: a run may switch EMA on or off between a save and a resume.
 _OPTIONAL_PREFIXES = ("ema.",)
 _OPTIONAL_NAMES = ("ema_updates",)
-
-
-def _first(names, limit=4):
-    names = list(names)
-    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _is_optional(name):
@@ -267,14 +262,10 @@ def load_train_state(state, path, expected_sha256=None):
         if counters_missing or any(n.startswith(("adam_m.", "adam_v.")) for n in missing):
             problems.append("it holds no optimizer state or step counters (a weights-only checkpoint such as "
                             "best.ckpt? start from it with --ckpt_path instead)")
-        if missing:
-            problems.append(f"{len(missing)} missing ({_first(missing)})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected ({_first(unexpected)})")
-        if mismatched:
-            problems.append(f"{len(mismatched)} of another shape ({_first(mismatched, 2)})")
+        report = mismatch_report(("missing", missing), ("unexpected", unexpected),
+                                 ("of another shape", mismatched, 2))
         raise CheckpointError(f"cannot resume from {path}: it does not fit this configuration: "
-                              + "; ".join(problems))
+                              + "; ".join(problems + ([report] if report else [])))
     skipped_ema = [n for n in state if _is_optional(n) and n not in entries]
     if skipped_ema:
         logger.warning("%s has no EMA state: the EMA starts from the resumed weights", path)
