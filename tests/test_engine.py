@@ -593,7 +593,7 @@ def test_load_train_state_is_all_or_nothing(tmp_path):
 
 def test_initial_weights_for_fine_tuning_keep_a_new_head(tmp_path):
     from src.checkpoint import save_checkpoint_atomic
-    from src.engine.trainer import load_initial_weights
+    from src.engine.builders import load_initial_weights
 
     source = _tiny_snnmlp(num_classes=3)
     path = str(tmp_path / "pretrained.ckpt")
@@ -615,7 +615,7 @@ def test_initial_weights_for_fine_tuning_keep_a_new_head(tmp_path):
     ({"MS_ROLE": "MS_WORKER"}, True), ({"RANK_TABLE_FILE": "/x/rank_table.json"}, True),
 ])
 def test_distributed_only_under_a_launcher(monkeypatch, env, expected):
-    from src.engine.trainer import distributed_env
+    from src.engine.runtime import distributed_env
 
     for name in ("RANK_SIZE", "MS_WORKER_NUM", "MS_ROLE", "RANK_TABLE_FILE"):
         monkeypatch.delenv(name, raising=False)

@@ -14,7 +14,7 @@ import pytest
 import mindspore as ms
 
 from src.config import load_config
-from src.engine import trainer
+from src.engine import builders, trainer
 from src.engine.checkpoints import CheckpointManager
 from tests.conftest import REPO_ROOT, build_image_folder
 
@@ -194,10 +194,10 @@ def test_default_data_end_to_end(default_data, tmp_path):
 
 def test_unset_dataset_path_means_the_embedded_digits(tmp_path, monkeypatch):
     monkeypatch.setenv("SNNMLP_HOME", str(tmp_path))
-    root = trainer.resolve_dataset(load_config([]))
+    root = builders.resolve_dataset(load_config([]))
     assert root == str(tmp_path / "data" / "digits") and os.path.isdir(os.path.join(root, "val", "9"))
     with pytest.raises(Exception, match="--dataset_path"):
-        trainer.resolve_dataset(load_config(["--config_path", "config/snnmlp_t_imagenet_gpu.yaml"]))
+        builders.resolve_dataset(load_config(["--config_path", "config/snnmlp_t_imagenet_gpu.yaml"]))
 
 
 def test_train_cli_errors_are_one_line(tmp_path):
