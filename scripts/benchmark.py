@@ -734,12 +734,16 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
     import numpy as np
     from PIL import Image
 
-    from src import dataset as data
+    from src.data.aug import resolve_aug
+    from src.data.layout import scan_split, split_folder
+    from src.data.mixup import MixupCutmix
+    from src.data.transforms import (BatchFinisher, EvalTransform, RandomErasing, TrainTransform,
+                                     random_resized_crop_box)
 
-    aug = data._resolve_aug(None)
-    table = data._scan_split(data._split_dir(root, "train"))
+    aug = resolve_aug(None)
+    table = scan_split(split_folder(root, "train"))
     paths = [table.path(i) for i in range(min(images, len(table)))]
-    train, evaluate = data._TrainTransform(image_size, aug), data._EvalTransform(image_size, aug)
+    train, evaluate = TrainTransform(image_size, aug), EvalTransform(image_size, aug)
     rngs = lambda: [np.random.default_rng([0, i]) for i in range(len(paths))]
     blobs = [open(p, "rb").read() for p in paths]
     decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
@@ -747,9 +751,9 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
     arrays = [train.augment(img, r) for img, r in zip(cropped, rngs())]
     keys = list(range(batch_size))
     batch = [arrays[i % len(arrays)] for i in keys]
-    normalise = data._BatchFinisher(aug)
-    erasing = data._RandomErasing(1.0, 0)
-    mixing = data.MixupCutmix(DATA_CLASSES, seed=0)
+    normalise = BatchFinisher(aug)
+    erasing = RandomErasing(1.0, 0)
+    mixing = MixupCutmix(DATA_CLASSES, seed=0)
     normalised = normalise(batch, [0] * batch_size, keys)[0]
     parent, child = multiprocessing.Pipe()
 
@@ -770,7 +774,7 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
                                                    [(b,) for b in blobs]),
         "crop+resize from decoded (as before)": per_image(
             lambda img, r: img.resize((image_size,) * 2, train.resample,
-                                      box=data._random_resized_crop_box(img.width, img.height, train.scale, r)),
+                                      box=random_resized_crop_box(img.width, img.height, train.scale, r)),
             list(zip(decoded, rngs()))),
         "decode+crop+resize as run (draft, one resampling)": per_image(
             lambda b, r: train.geometry(Image.open(io.BytesIO(b)), r), list(zip(blobs, rngs()))),

@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, color_index
-from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, _EpochKeySampler, _EvalTransform,
-                         _random_resized_crop_box, _resolve_aug, _TrainTransform, count_images, create_dataset,
+from src.data.aug import resolve_aug
+from src.data.sampler import EpochKeySampler
+from src.data.transforms import EvalTransform, TrainTransform, random_resized_crop_box
+from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, count_images, create_dataset,
                          get_num_classes, parse_rand_augment, unreadable_report)
 from src.default_data import MARKER, prepare_default_data
 
@@ -218,10 +220,10 @@ def test_reduced_jpeg_decode_matches_the_full_decode_crop(tmp_path):
     # must stay what a full decode + bicubic crop-resize gives, up to resampling noise.
     data = _photo_like_jpeg(640, 480)
     full = Image.open(io.BytesIO(data)).convert("RGB")
-    transform = _TrainTransform(64, _resolve_aug(PLAIN))
+    transform = TrainTransform(64, resolve_aug(PLAIN))
     reduced = 0
     for seed in range(12):
-        box = _random_resized_crop_box(640, 480, transform.scale, np.random.default_rng(seed))
+        box = random_resized_crop_box(640, 480, transform.scale, np.random.default_rng(seed))
         reduced += min(box[2] - box[0], box[3] - box[1]) >= 128
         reference = np.asarray(full.resize((64, 64), Image.Resampling.BICUBIC, box=box), np.float32)
         got = np.asarray(transform.geometry(Image.open(io.BytesIO(data)), np.random.default_rng(seed)), np.float32)
@@ -235,7 +237,7 @@ def test_eval_one_resampling_matches_resize_then_crop():
     img = Image.open(io.BytesIO(data)).convert("RGB")
     resized = img.resize((341, 256), Image.Resampling.BICUBIC)  # shorter side int(224 / 0.875) = 256
     reference = np.asarray(resized.crop((58, 16, 282, 240)), np.float32)  # torchvision's centre crop
-    got = np.asarray(_EvalTransform(224, _resolve_aug(None)).geometry(Image.open(io.BytesIO(data))), np.float32)
+    got = np.asarray(EvalTransform(224, resolve_aug(None)).geometry(Image.open(io.BytesIO(data))), np.float32)
     assert np.abs(got - reference).max() <= 2 and np.abs(got - reference).mean() < 0.1
 
 
@@ -303,7 +305,7 @@ def test_train_shards_are_disjoint_equal_and_cover(image_folder, num_images):
 
 
 def test_sampler_keys_encode_epoch_and_shard():
-    samplers = [_EpochKeySampler(23, rank, 3, shuffle=True, seed=5) for rank in range(3)]
+    samplers = [EpochKeySampler(23, rank, 3, shuffle=True, seed=5) for rank in range(3)]
     epochs = [[list(iter(sampler)) for _ in range(2)] for sampler in samplers]  # each __iter__ is one epoch
     for epoch in range(2):
         shards = [epochs[rank][epoch] for rank in range(3)]
@@ -312,7 +314,7 @@ def test_sampler_keys_encode_epoch_and_shard():
         assert all(key // 23 == epoch for key in keys)
         assert len({key % 23 for key in keys}) == 21  # disjoint; 23 % 3 images wait for another epoch
     assert [k % 23 for k in epochs[0][0]] != [k % 23 for k in epochs[0][1]]  # reshuffled
-    eval_sampler = _EpochKeySampler(23, 1, 3, shuffle=False, seed=5)
+    eval_sampler = EpochKeySampler(23, 1, 3, shuffle=False, seed=5)
     assert len(eval_sampler) == 8 and list(iter(eval_sampler)) == list(range(1, 23, 3))
 
 
