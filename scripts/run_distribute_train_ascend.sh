@@ -33,12 +33,10 @@ EOF
 snn_split_args "$@"
 set -- "${SNN_POSITIONAL[@]}"
 if (($# >= 1)) && [[ "$1" == *.json && -f "$1" ]]; then  # the model zoo's RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]
-    (($# >= 2)) || snn_usage_error "DATASET_PATH is required after RANK_TABLE_FILE"
-    (($# <= 3)) || snn_usage_error "too many arguments for RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]: $*"
+    snn_check_count 2 3 "DATASET_PATH is required after RANK_TABLE_FILE" "RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]" "$@"
     set -- "$2" "${3:-}" "" "$1"
 fi
-(($# >= 1)) || snn_usage_error "DATASET_PATH is required"
-(($# <= 4)) || snn_usage_error "too many arguments: $*"
+snn_check_count 1 4 "DATASET_PATH is required" "" "$@"
 
 DATASET_PATH="$(snn_abspath "$1")"
 snn_check_dataset "$DATASET_PATH" train val

@@ -66,10 +66,8 @@ launch_mpirun() {
     return "$rc"
 }
 
-snn_split_args "$@"
+snn_positional 1 4 "DATASET_PATH is required" "$@"
 set -- "${SNN_POSITIONAL[@]}"
-(($# >= 1)) || snn_usage_error "DATASET_PATH is required"
-(($# <= 4)) || snn_usage_error "too many arguments: $*"
 
 DATASET_PATH="$(snn_abspath "$1")"
 snn_check_dataset "$DATASET_PATH" train val
