@@ -88,22 +88,15 @@ snn_check_int() {
 }
 
 # snn_config_path TARGET [CONFIG_PATH]: sets CONFIG_PATH to the given file (checked, absolute) or to the
-# T model's ImageNet config, the device-specific one where it exists.
+# T model's ImageNet config for TARGET.
 snn_config_path() {
     if [[ -n "${2:-}" ]]; then
         CONFIG_PATH="$(snn_abspath "$2")"
         snn_check_file CONFIG_PATH "$CONFIG_PATH"
         return
     fi
-    local target_lower candidate
-    target_lower="${1,,}"
-    for candidate in "config/snnmlp_t_imagenet_${target_lower}.yaml" "config/snnmlp_t_imagenet.yaml"; do
-        if [[ -f "$SNN_REPO_ROOT/$candidate" ]]; then
-            CONFIG_PATH="$SNN_REPO_ROOT/$candidate"
-            return
-        fi
-    done
-    snn_usage_error "no default config for $1 in $SNN_REPO_ROOT/config/; pass CONFIG_PATH"
+    CONFIG_PATH="$SNN_REPO_ROOT/config/snnmlp_t_imagenet_${1,,}.yaml"
+    [[ -f "$CONFIG_PATH" ]] || snn_usage_error "no default config for $1 ($CONFIG_PATH is missing); pass CONFIG_PATH"
 }
 
 # snn_split_args ARG...: positional arguments before `--` go to SNN_POSITIONAL, the rest (extra
@@ -498,7 +491,7 @@ Trains SNN-MLP on one $target device; output on the console and in OUTPUT_DIR/lo
 
 Arguments (an empty string "" takes the default):
   DATASET_PATH  ImageFolder root holding train/ and val/
-  CONFIG_PATH   YAML config (default: config/snnmlp_t_imagenet_${target,,}.yaml, else config/snnmlp_t_imagenet.yaml)
+  CONFIG_PATH   YAML config (default: config/snnmlp_t_imagenet_${target,,}.yaml)
   DEVICE_ID     device to train on, 0..15 (default: \$DEVICE_ID, else 0)
   TRAIN_ARGS    extra train.py flags after '--' (existing relative paths are made absolute), e.g. -- --epochs 300 --batch_size 128
 

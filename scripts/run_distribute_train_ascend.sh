@@ -13,7 +13,7 @@ dataset sharded by rank, rank 0 alone writes checkpoints).
 
 Arguments (an empty string "" takes the default):
   DATASET_PATH     ImageFolder root holding train/ and val/
-  CONFIG_PATH      YAML config (default: config/snnmlp_t_imagenet_ascend.yaml, else config/snnmlp_t_imagenet.yaml)
+  CONFIG_PATH      YAML config (default: config/snnmlp_t_imagenet_ascend.yaml)
   DEVICE_NUM       NPUs used on this node, 1..8 (default: 8; with a rank table: its devices for this node)
   RANK_TABLE_FILE  HCCL rank table (JSON, version 1.0). When given, one process per device of this node is
                    started with RANK_TABLE_FILE, RANK_SIZE, RANK_ID and DEVICE_ID set, each in its own
