@@ -135,7 +135,7 @@ def parse_args(argv=None):
                              "(SNNMLP_NUM_THREADS) and PyTorch alike (default: all cores, here "
                              f"{os.cpu_count()})")
     parser.add_argument("--torch", choices=("auto", "on", "off"), default="auto",
-                        help="PyTorch reference side by side (tests/torch_reference.py, CPU): auto = when torch "
+                        help="PyTorch reference side by side (reference/snn_mlp_torch.py, CPU): auto = when torch "
                              "is installed and the device target is CPU; on = required; off = never")
     parser.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default=None,
                         help="MindSpore device (default: MindSpore's default, CPU for the CPU wheel)")
@@ -339,7 +339,7 @@ def build_mindspore(name, fast, precision, image_size):
 
 def torch_model(torch, name):
     from src.snn_mlp import MODEL_ARCHS
-    from tests.torch_reference import TorchSNNMLP
+    from reference.snn_mlp_torch import TorchSNNMLP
 
     torch.manual_seed(0)
     return TorchSNNMLP(num_classes=NUM_CLASSES, **MODEL_ARCHS[name])
@@ -512,7 +512,7 @@ def lif_rows(args, torch, record):
                 calls["forward-primitive"] = synced(LIFScan(4, axis, backend="primitive"), x, tau, vth)
                 work["forward-primitive"] = 2 * nbytes
                 if torch is not None:
-                    from tests.torch_reference import lif_torch
+                    from reference.snn_mlp_torch import lif_torch
 
                     tx, ttau, tvth = torch.from_numpy(x_np), torch.tensor([0.25]), torch.tensor([-0.2])
                     calls["torch-forward"] = lambda tx=tx, axis=axis: lif_torch(tx, ttau, tvth, 4, axis).numpy()
@@ -528,7 +528,7 @@ def lif_rows(args, torch, record):
                     if not variant.endswith("copy"):
                         row.ratio_vs_copy = statistics.median(times) / statistics.median(samples[copy])
                     if variant == "torch-forward":
-                        row.note = "lif_torch of tests/torch_reference.py"
+                        row.note = "lif_torch of reference/snn_mlp_torch.py"
                     record(row)
         finally:
             ms.set_context(mode=ms.PYNATIVE_MODE)
