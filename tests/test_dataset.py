@@ -586,22 +586,3 @@ def test_concurrent_exports_never_expose_a_partial_folder(tmp_path):
     assert {out.strip() for out, _ in outputs} == {str(root)}
     assert count_images(root, "train") == 1437 and count_images(root, "val") == 360
     assert os.listdir(tmp_path) == ["digits"]
-
-
-# --------------------------------------------------------------------------- the loader benchmark section
-
-def test_benchmark_data_section_measures_both_pipelines_and_the_stages(image_folder, tmp_path):
-    root = image_folder(num_classes=2, per_class={"train": 4, "val": 2}, size=(48, 40))
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--sections", "data", "--data_path",
-         str(root), "--image_size", "32", "--data_batch_size", "2", "--data_batches", "1", "--repeats", "1",
-         "--torch", "off", "--json", str(out)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(out.read_text())["results"]
-    ours = {r["what"]: r for r in rows if r["variant"] == "mindspore"}
-    assert set(ours) == {f"{p} pipeline workers={n}" for p in ("train", "eval") for n in (1, 2)}
-    assert all(r["median_s"] > 0 and "CPU" in r["note"] and "ms/image/worker" in r["note"] for r in ours.values())
-    stages = {r["what"] for r in rows if r["variant"] == "profile"}
-    assert {"read (file bytes)", "flip + RandAugment", "mixup/cutmix (per batch, in place)"} <= stages
-    assert not [r for r in rows if r["note"].startswith("failed")]
