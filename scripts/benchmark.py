@@ -2,7 +2,8 @@
 
 Sections (--sections, any of):
   eval    forward pass of the network in inference mode: images/s
-  train   one training step as train.py runs it (soft-target cross entropy, backward, clipping, AdamW): images/s
+  train   one training step as train.py runs it (src.engine.build_train_step with the model's ImageNet GPU recipe:
+          soft-target cross entropy, loss scaling, backward, clipping, AdamW): images/s
   lif     the LIF kernels alone (along H and along W; forward and backward) in microseconds and effective GB/s,
           beside a plain copy of the same tensor (ops.deepcopy) and the primitive scan, in the same run
   layers  GroupNorm(1), exact GELU, depthwise 3x3 and 1x1 conv alone on the first stage's activation, forward
@@ -363,16 +364,25 @@ def mindspore_eval_call(net, images):
     return lambda: net(x).asnumpy()
 
 
-def mindspore_train_call(net, images, targets, precision):
+def train_recipe(name):
+    """The config whose train step the train section times: the model's ImageNet GPU recipe."""
+    return str(REPO_ROOT / "config" / f"{name}_imagenet_gpu.yaml")
+
+
+def train_step_for(net, name):
+    """The train step train.py builds for ``name``'s recipe (AdamW, clipping, loss scaling, EMA as configured)."""
+    from src.config import load_config
+    from src.engine import build_train_step
+
+    return build_train_step(load_config(["--config_path", train_recipe(name)]), net, net)
+
+
+def mindspore_train_call(net, name, images, targets):
     import numpy as np
     from mindspore import Tensor
 
-    from src.engine import AdamW, TrainStep, build_param_groups
-
     net.set_train(True)
-    optimizer = AdamW(build_param_groups(net, weight_decay=0.05))
-    scaling = dict(loss_scale=2.0 ** 16, loss_scale_type="dynamic") if precision == "mixed" else {}
-    step = TrainStep(net, optimizer, clip_grad=5.0, **scaling)
+    step = train_step_for(net, name)
     step.set_train(True)
     x, y = Tensor(images), Tensor(targets)
     lrs = Tensor(np.array([1e-4, 1e-5], np.float32))  # tiny steps: the weights stay sane over the repeats
@@ -426,7 +436,7 @@ def network_rows(section, args, torch, record):
                         progress(f"{label}: building {variant}")
                         net = build_mindspore(name, fast == "on", precision, args.image_size)
                         calls[variant] = (mindspore_eval_call(net, images) if section == "eval"
-                                          else mindspore_train_call(net, images, targets, precision))
+                                          else mindspore_train_call(net, name, images, targets))
                     # PyTorch knows no modes; it is timed again beside each mode (fp32) so that every ratio
                     # comes from calls interleaved under the same load.
                     if torch is not None and precision == "fp32":

@@ -1,4 +1,6 @@
-"""scripts/benchmark.py: its sections run and write their figures, its flags fail in one line."""
+"""scripts/benchmark.py: its sections run and write their figures, its flags fail in one line, and the train
+section times the train step that train.py builds."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -8,6 +10,14 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 BENCHMARK = REPO_ROOT / "scripts" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench_tool():
+    spec = importlib.util.spec_from_file_location("benchmark_under_test", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_benchmark_runs_and_writes_json(tmp_path):
@@ -54,3 +64,18 @@ def test_benchmark_data_section_measures_both_pipelines_and_the_stages(image_fol
     stages = {r["what"] for r in rows if r["variant"] == "profile"}
     assert {"read (file bytes)", "flip + RandAugment", "mixup/cutmix (per batch, in place)"} <= stages
     assert not [r for r in rows if r["note"].startswith("failed")]
+
+
+def test_train_section_times_the_step_of_the_recipe(bench_tool):
+    from src.config import load_config
+    from src.snn_mlp import create_model
+
+    net = create_model("snnmlp_t", num_classes=10, embed_dim=8, depths=(1, 1, 1, 1), image_size=32)
+    step = bench_tool.train_step_for(net, "snnmlp_t")
+    cfg = load_config(["--config_path", "config/snnmlp_t_imagenet_gpu.yaml"])
+    assert (step.clip_grad, step.dynamic, float(step.loss_scale.asnumpy())) == (5.0, True, 65536.0)
+    assert (step.scale_factor, step.scale_window) == (cfg.loss_scale_factor, cfg.loss_scale_window)
+    optimizer = step.optimizer
+    assert (optimizer.beta1, optimizer.beta2, optimizer.eps) == (0.9, 0.999, 1e-8)
+    assert {g.name: g.weight_decay for g in optimizer.groups}["decay"] == 0.05
+    assert step.ema is None and not step.use_ema
