@@ -313,8 +313,8 @@ def load_config(argv=None, description="SNN-MLP", defaults_from=None):
 
     Precedence: declared defaults < ``defaults_from`` (a config file that takes the place of the default
     config when ``--config_path`` is not given, e.g. the ``config.yaml`` beside a checkpoint) or
-    ``--config_path`` < command line. The namespace also carries ``config_path`` (the file used) and
-    ``cli_keys`` (the keys set on the command line). Raises ConfigError for any mistake; ``--help`` exits.
+    ``--config_path`` < command line. The namespace also carries ``config_path`` (the file used). Raises
+    ConfigError for any mistake; ``--help`` exits.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     given_path = peek_option(argv, "config_path")
@@ -331,14 +331,11 @@ def load_config(argv=None, description="SNN-MLP", defaults_from=None):
             raise _unknown_key(flag[2:].split("=", 1)[0], "on the command line")
         raise ConfigError(f"unexpected argument {flag!r}: give every setting as --key value")
     values = dict(defaults)
-    cli_keys = []
     for name, raw in vars(known).items():
         if name == "config_path":
             continue
         values[name] = parse_value(KEYS[name], raw)
-        cli_keys.append(name)
     values["config_path"] = path
-    values["cli_keys"] = cli_keys
     _check(values)
     return argparse.Namespace(**values)
 

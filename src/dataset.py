@@ -50,8 +50,7 @@ from PIL import Image
 import mindspore.dataset as ds
 
 from .data.aug import DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, resolve_aug
-from .data.layout import (IMAGE_EXTENSIONS, check_matching_classes, count_images, get_num_classes, scan_split,
-                          split_folder)
+from .data.layout import IMAGE_EXTENSIONS, check_matching_classes, get_num_classes, scan_split, split_folder
 from .data.mixup import MixupCutmix
 from .data.rand_augment import RandAugment, parse_rand_augment
 from .data.sampler import EpochKeySampler
@@ -60,7 +59,7 @@ from .data.transforms import BatchFinisher, EvalTransform, RandomErasing, TrainT
 from .data.unreadable import (DECODE_ERRORS, MAX_DECODE_PIXELS, ImageTooLarge, UnreadableSummary, record_unreadable,
                               unreadable_report)
 
-__all__ = ["create_dataset", "get_num_classes", "count_images", "unreadable_report", "UnreadableSummary",
+__all__ = ["create_dataset", "get_num_classes", "unreadable_report", "UnreadableSummary",
            "DEFAULT_AUG", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "default_num_workers",
            "RandAugment", "parse_rand_augment", "MixupCutmix", "ImageTooLarge"]
 

@@ -23,8 +23,6 @@ MODEL_ARCHS = {
     "snnmlp_b": dict(embed_dim=128, depths=(2, 2, 18, 2)),
 }
 MODEL_ALIASES = {"snn_mlp": "snnmlp_t"}
-# The network downsamples by the patch (4) and three 2x2 merges.
-INPUT_MULTIPLE = 32
 
 
 def gelu():

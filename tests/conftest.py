@@ -81,3 +81,10 @@ def image_folder(tmp_path):
         return made[-1]
 
     return make
+
+
+def count_images(root, split):
+    """Image files the pipeline lists in ``split`` ('train' or 'val') of ``root``, unreadable ones included."""
+    from src.data.layout import scan_split, split_folder
+
+    return len(scan_split(split_folder(root, split)))

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, color_index
+from conftest import REPO_ROOT, color_index, count_images
 from src.data.aug import resolve_aug
 from src.data.sampler import EpochKeySampler
 from src.data.transforms import EvalTransform, TrainTransform, random_resized_crop_box
-from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, count_images, create_dataset,
-                         get_num_classes, parse_rand_augment, unreadable_report)
+from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, create_dataset, get_num_classes,
+                         parse_rand_augment, unreadable_report)
 
 # Everything random off except the random resized crop, which cannot be switched off.
 PLAIN = dict(hflip=0, auto_augment=None, color_jitter=None, reprob=0, mixup=0, cutmix=0, label_smoothing=0)

@@ -9,8 +9,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from conftest import REPO_ROOT
-from src.dataset import count_images, get_num_classes
+from conftest import REPO_ROOT, count_images
+from src.dataset import get_num_classes
 from src.default_data import MARKER, prepare_default_data
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["SPLITS", "LAYOUT", "IMAGE_EXTENSIONS", "split_folder", "class_names", "FileTable", "scan_split",
-           "get_num_classes", "count_images", "check_matching_classes"]
+           "get_num_classes", "check_matching_classes"]
 
 LOGGER = logging.getLogger("snn_mlp")
 
@@ -147,11 +147,6 @@ def get_num_classes(dataset_path):
             return len(class_names(split_folder(dataset_path, "val")))
         except ValueError:
             raise train_error from None
-
-
-def count_images(dataset_path, split):
-    """Number of image files (by extension) in ``split`` ('train' or 'val'); unreadable ones included."""
-    return len(scan_split(split_folder(dataset_path, split)))
 
 
 def check_matching_classes(dataset_path, split, classes):
