@@ -14,7 +14,7 @@ from typing import Any, Tuple
 
 import yaml
 
-from .data.aug import DEFAULT_AUG
+from .data.aug import DEFAULT_AUG, INTERPOLATIONS
 
 __all__ = ["ConfigError", "Key", "KEYS", "SECTIONS", "AUG_KEYS", "REPO_ROOT", "DEFAULT_CONFIG", "load_config",
            "load_yaml", "parse_value", "peek_option", "dump_config", "save_config", "model_kwargs", "aug_settings",
@@ -91,7 +91,7 @@ _KEYS = [
     _aug_key("hflip", "float", "probability of a horizontal flip"),
     _aug_key("auto_augment", "str", "RandAugment spec (timm syntax); null: none", nullable=True),
     _aug_key("color_jitter", "float", "colour jitter strength when auto_augment is null; null: none", nullable=True),
-    _aug_key("interpolation", "str", "resize interpolation", choices=("bicubic", "bilinear")),
+    _aug_key("interpolation", "str", "resize interpolation", choices=tuple(INTERPOLATIONS)),
     _aug_key("crop_pct", "float", "validation: centre crop of image_size from a resize to image_size/crop_pct"),
     _aug_key("reprob", "float", "random erasing probability"),
     _aug_key("mixup", "float", "mixup alpha (0: off)"),

@@ -81,6 +81,18 @@ def test_aug_keys_are_the_pipeline_keys():
     assert set(AUG_KEYS) == set(DEFAULT_AUG)
 
 
+@pytest.mark.parametrize("name", ["bicubic", "bilinear", "nearest", "lanczos"])
+def test_every_interpolation_the_pipeline_takes_is_a_valid_setting(name, image_folder):
+    from src.config import aug_settings
+    from src.dataset import create_dataset
+
+    cfg = load_config(["--interpolation", name])
+    root = image_folder(num_classes=2, per_class={"val": 2})
+    create_dataset(root, False, 2, image_size=8, num_classes=2, num_workers=1, aug=aug_settings(cfg))
+    with pytest.raises(ConfigError, match="interpolation: 'cubic' is not one of bicubic, bilinear, nearest, lanczos"):
+        load_config(["--interpolation", "cubic"])
+
+
 @pytest.mark.parametrize("variant, drop_path", [("t", 0.2), ("s", 0.3), ("b", 0.5)])
 @pytest.mark.parametrize("device, amp", [("ascend", "O2"), ("gpu", "O2")])
 def test_imagenet_configs_carry_the_original_recipe(variant, drop_path, device, amp):
