@@ -1,23 +1,19 @@
 """scripts/benchmark.py: its sections run and write their figures, its flags fail in one line, and the train
 section times the train step that train.py builds."""
-import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_script
 
 BENCHMARK = REPO_ROOT / "scripts" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
 def bench_tool():
-    spec = importlib.util.spec_from_file_location("benchmark_under_test", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/benchmark.py", "benchmark_under_test")
 
 
 def test_benchmark_runs_and_writes_json(tmp_path):

@@ -1,6 +1,5 @@
 """train.py and eval.py end to end on tiny networks: exact resume, the files a run leaves, eval's counting,
 and eval's refusals (one stderr line, non-zero exit, nothing loaded)."""
-import importlib.util
 import json
 import os
 import re
@@ -16,7 +15,7 @@ import mindspore as ms
 from src.config import load_config
 from src.engine import builders, trainer
 from src.engine.checkpoints import CheckpointManager
-from tests.conftest import REPO_ROOT, build_image_folder
+from tests.conftest import REPO_ROOT, build_image_folder, load_script
 
 TINY_NET = ["--model", "snnmlp", "--embed_dim", "8", "--depths", "1,1,1,1", "--image_size", "32"]
 PLAIN_AUG = ["--hflip", "0", "--auto_augment", "null", "--color_jitter", "null", "--reprob", "0", "--mixup", "0",
@@ -147,10 +146,7 @@ def test_eval_refuses_a_wrong_sidecar_with_both_hashes(uninterrupted, tmp_path):
 
 
 def _eval_main():
-    spec = importlib.util.spec_from_file_location("eval_script", os.path.join(str(REPO_ROOT), "eval.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("eval.py", "eval_script").main
 
 
 @pytest.mark.parametrize("case, message", [
