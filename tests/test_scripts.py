@@ -10,9 +10,9 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -563,3 +563,13 @@ def test_launching_again_keeps_earlier_logs(work, fake_python):
     logs = sorted(work.out.glob("logs/*/train.log"))
     assert len(logs) == 2  # same second or not, each launch has its own folder
     assert all("stand-in training" in log.read_text() for log in logs)
+
+
+def test_free_port_helper_keeps_a_free_port_and_replaces_a_busy_one():
+    tools = [sys.executable, str(SCRIPTS / "launcher_tools.py"), "free-port"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        replaced = int(subprocess.run([*tools, str(port)], capture_output=True, text=True, check=True).stdout)
+    assert replaced != port and 1024 <= replaced <= 65535
+    assert int(subprocess.run([*tools, str(port)], capture_output=True, text=True, check=True).stdout) == port

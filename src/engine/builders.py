@@ -87,6 +87,8 @@ def load_initial_weights(net, path, expected_sha256=None):
 
 
 def build_dataset(cfg, root, train, rank, size, seed):
+    """``create_dataset`` of ``cfg`` for the train or val split of ``root``, this rank's shard, seeded by ``seed``;
+    a setting the pipeline refuses is a ConfigError."""
     from ..dataset import create_dataset
 
     try:
