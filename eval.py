@@ -30,8 +30,8 @@ def run(cfg):
     from src.checkpoint import load_checkpoint_strict, verify_file
     from src.dataset import unreadable_report
     from src.engine import evaluate
-    from src.engine.trainer import (build_dataset, build_network, init_distributed, make_all_reduce, resolve_dataset,
-                                    setup_context, setup_logging)
+    from src.engine.builders import build_dataset, build_network, resolve_dataset
+    from src.engine.runtime import init_distributed, make_all_reduce, setup_context, setup_logging
 
     device_target = setup_context(cfg)
     rank, group_size = init_distributed()

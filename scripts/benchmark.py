@@ -2,7 +2,8 @@
 
 Sections (--sections, any of):
   eval    forward pass of the network in inference mode: images/s
-  train   one training step as train.py runs it (soft-target cross entropy, backward, clipping, AdamW): images/s
+  train   one training step as train.py runs it (src.engine.build_train_step with the model's ImageNet GPU recipe:
+          soft-target cross entropy, loss scaling, backward, clipping, AdamW): images/s
   lif     the LIF kernels alone (along H and along W; forward and backward) in microseconds and effective GB/s,
           beside a plain copy of the same tensor (ops.deepcopy) and the primitive scan, in the same run; on CPU
           also the kernel library called through ctypes (no per-op framework cost) beside numpy's copy
@@ -137,7 +138,7 @@ def parse_args(argv=None):
                              "(SNNMLP_NUM_THREADS) and PyTorch alike (default: all cores, here "
                              f"{os.cpu_count()})")
     parser.add_argument("--torch", choices=("auto", "on", "off"), default="auto",
-                        help="PyTorch reference side by side (tests/torch_reference.py, CPU): auto = when torch "
+                        help="PyTorch reference side by side (reference/snn_mlp_torch.py, CPU): auto = when torch "
                              "is installed and the device target is CPU; on = required; off = never")
     parser.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default=None,
                         help="MindSpore device (default: MindSpore's default, CPU for the CPU wheel)")
@@ -340,7 +341,7 @@ def build_mindspore(name, fast, precision, image_size):
 
 
 def torch_model(torch, name):
-    from tests.torch_reference import TorchSNNMLP
+    from reference.snn_mlp_torch import TorchSNNMLP
 
     torch.manual_seed(0)
     arch = MODEL_ARCHS[name]
@@ -365,16 +366,25 @@ def mindspore_eval_call(net, images):
     return lambda: net(x).asnumpy()
 
 
-def mindspore_train_call(net, images, targets, precision):
+def train_recipe(name):
+    """The config whose train step the train section times: the model's ImageNet GPU recipe."""
+    return str(REPO_ROOT / "config" / f"{name}_imagenet_gpu.yaml")
+
+
+def train_step_for(net, name):
+    """The train step train.py builds for ``name``'s recipe (AdamW, clipping, loss scaling, EMA as configured)."""
+    from src.config import load_config
+    from src.engine import build_train_step
+
+    return build_train_step(load_config(["--config_path", train_recipe(name)]), net, net)
+
+
+def mindspore_train_call(net, name, images, targets):
     import numpy as np
     from mindspore import Tensor
 
-    from src.engine import AdamW, TrainStep, build_param_groups
-
     net.set_train(True)
-    optimizer = AdamW(build_param_groups(net, weight_decay=0.05))
-    scaling = dict(loss_scale=2.0 ** 16, loss_scale_type="dynamic") if precision == "mixed" else {}
-    step = TrainStep(net, optimizer, clip_grad=5.0, **scaling)
+    step = train_step_for(net, name)
     step.set_train(True)
     x, y = Tensor(images), Tensor(targets)
     lrs = Tensor(np.array([1e-4, 1e-5], np.float32))  # tiny steps: the weights stay sane over the repeats
@@ -428,7 +438,7 @@ def network_rows(section, args, torch, record):
                         progress(f"{label}: building {variant}")
                         net = build_mindspore(name, fast == "on", precision, args.image_size)
                         calls[variant] = (mindspore_eval_call(net, images) if section == "eval"
-                                          else mindspore_train_call(net, images, targets, precision))
+                                          else mindspore_train_call(net, name, images, targets))
                     # PyTorch knows no modes; it is timed again beside each mode (fp32) so that every ratio
                     # comes from calls interleaved under the same load.
                     if torch is not None and precision == "fp32":
@@ -538,7 +548,7 @@ def lif_rows(args, torch, record):
                 calls["forward-primitive"] = synced(LIFScan(4, axis, backend="primitive"), x, tau, vth)
                 work["forward-primitive"] = 2 * nbytes
                 if torch is not None:
-                    from tests.torch_reference import lif_torch
+                    from reference.snn_mlp_torch import lif_torch
 
                     tx, ttau, tvth = torch.from_numpy(x_np), torch.tensor([0.25]), torch.tensor([-0.2])
                     calls["torch-forward"] = lambda tx=tx, axis=axis: lif_torch(tx, ttau, tvth, 4, axis).numpy()
@@ -554,7 +564,7 @@ def lif_rows(args, torch, record):
                     if not variant.endswith("copy"):
                         row.ratio_vs_copy = statistics.median(times) / statistics.median(samples[copy])
                     if variant == "torch-forward":
-                        row.note = "lif_torch of tests/torch_reference.py"
+                        row.note = "lif_torch of reference/snn_mlp_torch.py"
                     elif variant.startswith("kernel"):
                         row.note = "the library through ctypes (src/kernels/standalone.py)"
                     record(row)
@@ -762,12 +772,16 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
     import numpy as np
     from PIL import Image
 
-    from src import dataset as data
+    from src.data.aug import resolve_aug
+    from src.data.layout import scan_split, split_folder
+    from src.data.mixup import MixupCutmix
+    from src.data.transforms import (BatchFinisher, EvalTransform, RandomErasing, TrainTransform,
+                                     random_resized_crop_box)
 
-    aug = data._resolve_aug(None)
-    table = data._scan_split(data._split_dir(root, "train"))
+    aug = resolve_aug(None)
+    table = scan_split(split_folder(root, "train"))
     paths = [table.path(i) for i in range(min(images, len(table)))]
-    train, evaluate = data._TrainTransform(image_size, aug), data._EvalTransform(image_size, aug)
+    train, evaluate = TrainTransform(image_size, aug), EvalTransform(image_size, aug)
     rngs = lambda: [np.random.default_rng([0, i]) for i in range(len(paths))]
     blobs = [open(p, "rb").read() for p in paths]
     decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
@@ -775,9 +789,9 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
     arrays = [train.augment(img, r) for img, r in zip(cropped, rngs())]
     keys = list(range(batch_size))
     batch = [arrays[i % len(arrays)] for i in keys]
-    normalise = data._BatchFinisher(aug)
-    erasing = data._RandomErasing(1.0, 0)
-    mixing = data.MixupCutmix(DATA_CLASSES, seed=0)
+    normalise = BatchFinisher(aug)
+    erasing = RandomErasing(1.0, 0)
+    mixing = MixupCutmix(DATA_CLASSES, seed=0)
     normalised = normalise(batch, [0] * batch_size, keys)[0]
     parent, child = multiprocessing.Pipe()
 
@@ -798,7 +812,7 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
                                                    [(b,) for b in blobs]),
         "crop+resize from decoded (as before)": per_image(
             lambda img, r: img.resize((image_size,) * 2, train.resample,
-                                      box=data._random_resized_crop_box(img.width, img.height, train.scale, r)),
+                                      box=random_resized_crop_box(img.width, img.height, train.scale, r)),
             list(zip(decoded, rngs()))),
         "decode+crop+resize as run (draft, one resampling)": per_image(
             lambda b, r: train.geometry(Image.open(io.BytesIO(b)), r), list(zip(blobs, rngs()))),

@@ -8,7 +8,7 @@
 SNN_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 SNN_REPO_ROOT="$(dirname "$SNN_SCRIPTS_DIR")"
 SNN_PYTHON="${PYTHON:-python}"
-# The launchers' own small helpers (JSON, sockets, CPU affinity) need any Python 3, not PYTHON.
+# The launchers' own small helpers (launcher_tools.py, CPU affinity) need any Python 3, not PYTHON.
 SNN_TOOL_PYTHON="$(command -v python3 || command -v python || echo "$SNN_PYTHON")"
 SNN_DEFAULT_MASTER_PORT=8118
 
@@ -88,22 +88,15 @@ snn_check_int() {
 }
 
 # snn_config_path TARGET [CONFIG_PATH]: sets CONFIG_PATH to the given file (checked, absolute) or to the
-# T model's ImageNet config, the device-specific one where it exists.
+# T model's ImageNet config for TARGET.
 snn_config_path() {
     if [[ -n "${2:-}" ]]; then
         CONFIG_PATH="$(snn_abspath "$2")"
         snn_check_file CONFIG_PATH "$CONFIG_PATH"
         return
     fi
-    local target_lower candidate
-    target_lower="${1,,}"
-    for candidate in "config/snnmlp_t_imagenet_${target_lower}.yaml" "config/snnmlp_t_imagenet.yaml"; do
-        if [[ -f "$SNN_REPO_ROOT/$candidate" ]]; then
-            CONFIG_PATH="$SNN_REPO_ROOT/$candidate"
-            return
-        fi
-    done
-    snn_usage_error "no default config for $1 in $SNN_REPO_ROOT/config/; pass CONFIG_PATH"
+    CONFIG_PATH="$SNN_REPO_ROOT/config/snnmlp_t_imagenet_${1,,}.yaml"
+    [[ -f "$CONFIG_PATH" ]] || snn_usage_error "no default config for $1 ($CONFIG_PATH is missing); pass CONFIG_PATH"
 }
 
 # snn_split_args ARG...: positional arguments before `--` go to SNN_POSITIONAL, the rest (extra
@@ -128,6 +121,24 @@ snn_split_args() {
         shift
     done
     snn_set_extra_args "${extra[@]}"
+}
+
+# snn_positional MIN MAX MISSING ARG...: snn_split_args, then MIN..MAX positional arguments are required
+# (MISSING: the message when there are fewer); they are left in SNN_POSITIONAL.
+snn_positional() {
+    local min="$1" max="$2" missing="$3"
+    shift 3
+    snn_split_args "$@"
+    snn_check_count "$min" "$max" "$missing" "" "${SNN_POSITIONAL[@]}"
+}
+
+# snn_check_count MIN MAX MISSING FORM ARG...: MIN..MAX arguments, else a usage error (MISSING when there
+# are fewer; "too many arguments[ for FORM]" when there are more).
+snn_check_count() {
+    local min="$1" max="$2" missing="$3" form="$4"
+    shift 4
+    (($# >= min)) || snn_usage_error "$missing"
+    (($# <= max)) || snn_usage_error "too many arguments${form:+ for $form}: $*"
 }
 
 # Flags whose value the launcher sets itself; a second value would silently split logs from checkpoints.
@@ -207,18 +218,27 @@ snn_quote() {
     echo "$out"
 }
 
+# snn_split_env ENVS_NAME COMMAND_NAME ARG...: ARG is `ENV... -- COMMAND...`; the NAME=VALUE settings before
+# `--` go to the array named ENVS_NAME, the words after it to the array named COMMAND_NAME.
+snn_split_env() {
+    local -n snn_envs_out="$1" snn_command_out="$2"
+    shift 2
+    snn_envs_out=()
+    while (($#)) && [[ "$1" != "--" ]]; do
+        snn_envs_out+=("$1")
+        shift
+    done
+    (($#)) && shift
+    snn_command_out=("$@")
+}
+
 # snn_rank_line CWD LOG ENV... -- COMMAND...: the dry-run line of one process:
 #   ENV=... COMMAND ...  # cwd=CWD log=LOG
 snn_rank_line() {
-    local cwd="$1" log="$2"
+    local cwd="$1" log="$2" envs command
     shift 2
-    local envs=()
-    while [[ "$1" != "--" ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
-    echo "$(snn_quote "${envs[@]}" "$@")  # cwd=$(printf '%q' "$cwd") log=$(printf '%q' "$log")"
+    snn_split_env envs command "$@"
+    echo "$(snn_quote "${envs[@]}" "${command[@]}")  # cwd=$(printf '%q' "$cwd") log=$(printf '%q' "$log")"
 }
 
 SNN_PIDS=()
@@ -234,14 +254,10 @@ snn_start_rank() {
         snn_rank_line "$cwd" "$log" "$@"
         return
     fi
-    local envs=()
-    while [[ "$1" != "--" ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
+    local envs command
+    snn_split_env envs command "$@"
     mkdir -p "$cwd" "$(dirname "$log")"
-    (cd "$cwd" && exec env "${envs[@]}" "$@") > "$log" 2>&1 &
+    (cd "$cwd" && exec env "${envs[@]}" "${command[@]}") > "$log" 2>&1 &
     SNN_PIDS+=("$!")
     SNN_PID_LABELS+=("$label")
     SNN_PID_LOGS+=("$log")
@@ -348,17 +364,8 @@ snn_master_port() {
     elif (($1 > 1)) || snn_is_dry_run; then
         echo "$SNN_DEFAULT_MASTER_PORT"
     else
-        "$SNN_TOOL_PYTHON" - "$SNN_DEFAULT_MASTER_PORT" << 'EOF' 2> /dev/null || echo "$SNN_DEFAULT_MASTER_PORT"
-import socket, sys
-preferred = int(sys.argv[1])
-with socket.socket() as probe:
-    try:
-        probe.bind(("127.0.0.1", preferred))
-        print(preferred)
-    except OSError:
-        probe.bind(("127.0.0.1", 0))
-        print(probe.getsockname()[1])
-EOF
+        "$SNN_TOOL_PYTHON" "$SNN_SCRIPTS_DIR/launcher_tools.py" free-port "$SNN_DEFAULT_MASTER_PORT" 2> /dev/null ||
+            echo "$SNN_DEFAULT_MASTER_PORT"
     fi
 }
 
@@ -367,14 +374,9 @@ EOF
 # $SNN_LOG_DIR, working directory $OUTPUT_DIR. ENV is exported to every worker. Dry-run prints the
 # msrun command and, per rank, the environment msrun gives it.
 snn_launch_msrun() {
-    local local_workers="$1" bind_cores="$2"
+    local local_workers="$1" bind_cores="$2" envs script
     shift 2
-    local envs=()
-    while [[ "$1" != "--" ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
+    snn_split_env envs script "$@"
     local nnodes="${NNODES:-1}" node_rank="${NODE_RANK:-0}" master_addr="${MASTER_ADDR:-127.0.0.1}"
     snn_check_int NNODES "$nnodes" 1 1024
     snn_check_int NODE_RANK "$node_rank" 0 $((nnodes - 1))
@@ -391,7 +393,7 @@ snn_launch_msrun() {
         "--log_dir=$log_dir" "--join=True" "--cluster_time_out=${CLUSTER_TIME_OUT:-600}"
         "--tail_worker_log=$((node_rank * local_workers))")
     [[ "$bind_cores" == "1" ]] && msrun_cmd+=("--bind_core=True")
-    msrun_cmd+=("$@")
+    msrun_cmd+=("${script[@]}")
 
     if snn_is_dry_run; then
         echo "MSRUN $(snn_quote "${envs[@]}" "${msrun_cmd[@]}")  # cwd=$(printf '%q' "$OUTPUT_DIR")"
@@ -401,7 +403,7 @@ snn_launch_msrun() {
             snn_rank_line "$OUTPUT_DIR" "$log_dir/worker_$rank.log" \
                 "RANK_ID=$rank" "DEVICE_ID=$i" "RANK_SIZE=$worker_num" "MS_WORKER_NUM=$worker_num" \
                 "MS_NODE_ID=$rank" "MS_ROLE=MS_WORKER" "MS_SCHED_HOST=$master_addr" \
-                "MS_SCHED_PORT=$master_port" "${envs[@]}" -- python "$@"
+                "MS_SCHED_PORT=$master_port" "${envs[@]}" -- python "${script[@]}"
         done
         return 0
     fi
@@ -423,44 +425,8 @@ snn_launch_msrun() {
 snn_read_rank_table() {
     local parsed
     # shellcheck disable=SC2046  # one argument per host address
-    parsed="$("$SNN_TOOL_PYTHON" - "$1" "${SERVER_ID:-}" $(hostname -I 2> /dev/null) << 'PYEOF'
-import json, sys
-
-def fail(message):
-    print(message)
-    sys.exit(1)
-
-path, server_id, local_ips = sys.argv[1], sys.argv[2], sys.argv[3:]
-try:
-    with open(path) as f:
-        table = json.load(f)
-except (OSError, ValueError) as error:
-    fail(f"RANK_TABLE_FILE '{path}' is not a readable JSON file: {error}")
-servers = table.get("server_list") if isinstance(table, dict) else None
-if not isinstance(servers, list) or not servers:
-    fail(f"RANK_TABLE_FILE '{path}' has no server_list (a version 1.0 HCCL rank table is expected)")
-try:
-    total = sum(len(server["device"]) for server in servers)
-    if len(servers) == 1:
-        mine = servers[0]
-    else:
-        wanted = [server_id] if server_id else local_ips
-        matches = [server for server in servers if server.get("server_id") in wanted]
-        if len(matches) != 1:
-            fail(f"RANK_TABLE_FILE '{path}' lists {len(servers)} servers and none is this host "
-                 f"({', '.join(wanted) or 'no address found'}); set SERVER_ID")
-        mine = matches[0]
-    pairs = [(int(device["device_id"]), int(device["rank_id"])) for device in mine["device"]]
-except (KeyError, TypeError, ValueError) as error:
-    fail(f"RANK_TABLE_FILE '{path}' has a malformed server or device entry: {error!r}")
-ranks = [rank for _, rank in pairs]
-if not pairs or len(set(ranks)) != len(ranks) or not all(0 <= rank < total for rank in ranks):
-    fail(f"RANK_TABLE_FILE '{path}' has no devices or duplicate/out-of-range rank_id values: {ranks}")
-print(total)
-for device_id, rank_id in pairs:
-    print(device_id, rank_id)
-PYEOF
-)" || snn_usage_error "${parsed:-could not read RANK_TABLE_FILE \"$1\" with $SNN_TOOL_PYTHON}"
+    parsed="$("$SNN_TOOL_PYTHON" "$SNN_SCRIPTS_DIR/launcher_tools.py" rank-table "$1" "${SERVER_ID:-}" $(hostname -I 2> /dev/null))" ||
+        snn_usage_error "${parsed:-could not read RANK_TABLE_FILE \"$1\" with $SNN_TOOL_PYTHON}"
     SNN_RT_DEVICE_IDS=()
     SNN_RT_RANK_IDS=()
     local device rank
@@ -516,6 +482,7 @@ snn_standalone_train_main() {
     local target="$1" script_name
     shift
     script_name="run_standalone_train_${target,,}.sh"
+    # shellcheck disable=SC2317  # called through snn_usage_error and snn_split_args
     usage() {
         cat << EOF
 Usage: bash scripts/$script_name DATASET_PATH [CONFIG_PATH] [DEVICE_ID] [-- TRAIN_ARGS...]
@@ -524,17 +491,15 @@ Trains SNN-MLP on one $target device; output on the console and in OUTPUT_DIR/lo
 
 Arguments (an empty string "" takes the default):
   DATASET_PATH  ImageFolder root holding train/ and val/
-  CONFIG_PATH   YAML config (default: config/snnmlp_t_imagenet_${target,,}.yaml, else config/snnmlp_t_imagenet.yaml)
+  CONFIG_PATH   YAML config (default: config/snnmlp_t_imagenet_${target,,}.yaml)
   DEVICE_ID     device to train on, 0..15 (default: \$DEVICE_ID, else 0)
   TRAIN_ARGS    extra train.py flags after '--' (existing relative paths are made absolute), e.g. -- --epochs 300 --batch_size 128
 
 EOF
         snn_env_help OUTPUT_DIR DRY_RUN PYTHON
     }
-    snn_split_args "$@"
+    snn_positional 1 3 "DATASET_PATH is required" "$@"
     set -- "${SNN_POSITIONAL[@]}"
-    (($# >= 1)) || snn_usage_error "DATASET_PATH is required"
-    (($# <= 3)) || snn_usage_error "too many arguments: $*"
     DATASET_PATH="$(snn_abspath "$1")"
     snn_check_dataset "$DATASET_PATH" train val
     snn_config_path "$target" "${2:-}"
@@ -555,6 +520,7 @@ snn_eval_main() {
     shift
     script_name="run_eval_${target,,}.sh"
     SNN_OWNED_FLAGS+=(--ckpt_path --checkpoint_path)
+    # shellcheck disable=SC2317  # called through snn_usage_error and snn_split_args
     usage() {
         cat << EOF
 Usage: bash scripts/$script_name DATASET_PATH CKPT_PATH [CONFIG_PATH] [DEVICE_ID] [-- EVAL_ARGS...]
@@ -572,10 +538,8 @@ Arguments (an empty string "" takes the default):
 EOF
         snn_env_help OUTPUT_DIR DRY_RUN PYTHON
     }
-    snn_split_args "$@"
+    snn_positional 2 4 "DATASET_PATH and CKPT_PATH are required" "$@"
     set -- "${SNN_POSITIONAL[@]}"
-    (($# >= 2)) || snn_usage_error "DATASET_PATH and CKPT_PATH are required"
-    (($# <= 4)) || snn_usage_error "too many arguments: $*"
     DATASET_PATH="$(snn_abspath "$1")"
     snn_check_dataset "$DATASET_PATH" val
     local ckpt

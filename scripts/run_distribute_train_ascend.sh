@@ -13,7 +13,7 @@ dataset sharded by rank, rank 0 alone writes checkpoints).
 
 Arguments (an empty string "" takes the default):
   DATASET_PATH     ImageFolder root holding train/ and val/
-  CONFIG_PATH      YAML config (default: config/snnmlp_t_imagenet_ascend.yaml, else config/snnmlp_t_imagenet.yaml)
+  CONFIG_PATH      YAML config (default: config/snnmlp_t_imagenet_ascend.yaml)
   DEVICE_NUM       NPUs used on this node, 1..8 (default: 8; with a rank table: its devices for this node)
   RANK_TABLE_FILE  HCCL rank table (JSON, version 1.0). When given, one process per device of this node is
                    started with RANK_TABLE_FILE, RANK_SIZE, RANK_ID and DEVICE_ID set, each in its own
@@ -33,12 +33,10 @@ EOF
 snn_split_args "$@"
 set -- "${SNN_POSITIONAL[@]}"
 if (($# >= 1)) && [[ "$1" == *.json && -f "$1" ]]; then  # the model zoo's RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]
-    (($# >= 2)) || snn_usage_error "DATASET_PATH is required after RANK_TABLE_FILE"
-    (($# <= 3)) || snn_usage_error "too many arguments for RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]: $*"
+    snn_check_count 2 3 "DATASET_PATH is required after RANK_TABLE_FILE" "RANK_TABLE_FILE DATASET_PATH [CONFIG_PATH]" "$@"
     set -- "$2" "${3:-}" "" "$1"
 fi
-(($# >= 1)) || snn_usage_error "DATASET_PATH is required"
-(($# <= 4)) || snn_usage_error "too many arguments: $*"
+snn_check_count 1 4 "DATASET_PATH is required" "" "$@"
 
 DATASET_PATH="$(snn_abspath "$1")"
 snn_check_dataset "$DATASET_PATH" train val

@@ -11,7 +11,7 @@ sharded by rank, rank 0 alone writes checkpoints).
 
 Arguments (an empty string "" takes the default):
   DATASET_PATH  ImageFolder root holding train/ and val/
-  CONFIG_PATH   YAML config (default: config/snnmlp_t_imagenet_gpu.yaml, else config/snnmlp_t_imagenet.yaml)
+  CONFIG_PATH   YAML config (default: config/snnmlp_t_imagenet_gpu.yaml)
   DEVICE_NUM    GPUs used on this node, 1..8 (default: 8); they are devices 0..DEVICE_NUM-1 of
                 CUDA_VISIBLE_DEVICES
   LAUNCHER      msrun (default; logs OUTPUT_DIR/logs/<date>_<time>/worker_<rank>.log) or mpirun (OpenMPI
@@ -66,10 +66,8 @@ launch_mpirun() {
     return "$rc"
 }
 
-snn_split_args "$@"
+snn_positional 1 4 "DATASET_PATH is required" "$@"
 set -- "${SNN_POSITIONAL[@]}"
-(($# >= 1)) || snn_usage_error "DATASET_PATH is required"
-(($# <= 4)) || snn_usage_error "too many arguments: $*"
 
 DATASET_PATH="$(snn_abspath "$1")"
 snn_check_dataset "$DATASET_PATH" train val

@@ -14,6 +14,7 @@ from typing import Any, Tuple
 
 import yaml
 
+from .data.aug import DEFAULT_AUG, INTERPOLATIONS
 from .models import CUSTOM_MODEL, DEPRECATED_NAMES, list_models
 
 __all__ = ["ConfigError", "Key", "KEYS", "SECTIONS", "AUG_KEYS", "REPO_ROOT", "DEFAULT_CONFIG", "load_config",
@@ -38,6 +39,12 @@ class Key:
     nullable: bool = False
     choices: Tuple[str, ...] = ()
     aliases: Tuple[str, ...] = field(default=())
+
+
+def _aug_key(name, type_, help_, **kwargs):
+    """A key of the ``aug`` section: its default is the pipeline's (``DEFAULT_AUG``), declared only there."""
+    default = DEFAULT_AUG[name]
+    return Key(name, type_, list(default) if isinstance(default, tuple) else default, help_, "aug", **kwargs)
 
 
 SECTIONS = {
@@ -82,25 +89,21 @@ _KEYS = [
     Key("num_parallel_workers", "int", None,
         "data loading threads per device; null: 1 or more, whichever a short timing probe finds faster", "data",
         nullable=True),
-    # augmentation: the keys of src.dataset.DEFAULT_AUG
-    Key("scale_min", "float", 0.08, "smallest area fraction of the random resized crop", "aug"),
-    Key("hflip", "float", 0.5, "probability of a horizontal flip", "aug"),
-    Key("auto_augment", "str", "rand-m9-mstd0.5-inc1", "RandAugment spec (timm syntax); null: none", "aug",
-        nullable=True),
-    Key("color_jitter", "float", 0.4, "colour jitter strength when auto_augment is null; null: none", "aug",
-        nullable=True),
-    Key("interpolation", "str", "bicubic", "resize interpolation", "aug", choices=("bicubic", "bilinear")),
-    Key("crop_pct", "float", 0.875, "validation: centre crop of image_size from a resize to image_size/crop_pct",
-        "aug"),
-    Key("reprob", "float", 0.25, "random erasing probability", "aug"),
-    Key("mixup", "float", 0.8, "mixup alpha (0: off)", "aug"),
-    Key("cutmix", "float", 1.0, "cutmix alpha (0: off)", "aug"),
-    Key("mixup_prob", "float", 1.0, "probability of mixing a batch when mixup or cutmix is on", "aug"),
-    Key("mixup_switch_prob", "float", 0.5, "probability of cutmix instead of mixup when both are on", "aug"),
-    Key("label_smoothing", "float", 0.1, "label smoothing of the soft targets", "aug"),
-    Key("mean", "float_list", [0.485, 0.456, 0.406], "per-channel mean subtracted (RGB, 0..1 scale)", "aug"),
-    Key("std", "float_list", [0.229, 0.224, 0.225], "per-channel standard deviation divided by (RGB, 0..1 scale)",
-        "aug"),
+    # augmentation: the keys of src.data.aug.DEFAULT_AUG, whose values are their defaults
+    _aug_key("scale_min", "float", "smallest area fraction of the random resized crop"),
+    _aug_key("hflip", "float", "probability of a horizontal flip"),
+    _aug_key("auto_augment", "str", "RandAugment spec (timm syntax); null: none", nullable=True),
+    _aug_key("color_jitter", "float", "colour jitter strength when auto_augment is null; null: none", nullable=True),
+    _aug_key("interpolation", "str", "resize interpolation", choices=tuple(INTERPOLATIONS)),
+    _aug_key("crop_pct", "float", "validation: centre crop of image_size from a resize to image_size/crop_pct"),
+    _aug_key("reprob", "float", "random erasing probability"),
+    _aug_key("mixup", "float", "mixup alpha (0: off)"),
+    _aug_key("cutmix", "float", "cutmix alpha (0: off)"),
+    _aug_key("mixup_prob", "float", "probability of mixing a batch when mixup or cutmix is on"),
+    _aug_key("mixup_switch_prob", "float", "probability of cutmix instead of mixup when both are on"),
+    _aug_key("label_smoothing", "float", "label smoothing of the soft targets"),
+    _aug_key("mean", "float_list", "per-channel mean subtracted (RGB, 0..1 scale)"),
+    _aug_key("std", "float_list", "per-channel standard deviation divided by (RGB, 0..1 scale)"),
     # optimization
     Key("epochs", "int", 300, "training epochs", "optim"),
     Key("warmup_epochs", "int", 20, "epochs of linear warmup from warmup_lr", "optim"),
@@ -314,8 +317,8 @@ def load_config(argv=None, description="SNN-MLP", defaults_from=None):
 
     Precedence: declared defaults < ``defaults_from`` (a config file that takes the place of the default
     config when ``--config_path`` is not given, e.g. the ``config.yaml`` beside a checkpoint) or
-    ``--config_path`` < command line. The namespace also carries ``config_path`` (the file used) and
-    ``cli_keys`` (the keys set on the command line). Raises ConfigError for any mistake; ``--help`` exits.
+    ``--config_path`` < command line. The namespace also carries ``config_path`` (the file used). Raises
+    ConfigError for any mistake; ``--help`` exits.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     given_path = peek_option(argv, "config_path")
@@ -332,14 +335,11 @@ def load_config(argv=None, description="SNN-MLP", defaults_from=None):
             raise _unknown_key(flag[2:].split("=", 1)[0], "on the command line")
         raise ConfigError(f"unexpected argument {flag!r}: give every setting as --key value")
     values = dict(defaults)
-    cli_keys = []
     for name, raw in vars(known).items():
         if name == "config_path":
             continue
         values[name] = parse_value(KEYS[name], raw)
-        cli_keys.append(name)
     values["config_path"] = path
-    values["cli_keys"] = cli_keys
     _check(values)
     return argparse.Namespace(**values)
 

@@ -81,3 +81,20 @@ def image_folder(tmp_path):
         return made[-1]
 
     return make
+
+
+def count_images(root, split):
+    """Image files the pipeline lists in ``split`` ('train' or 'val') of ``root``, unreadable ones included."""
+    from src.data.layout import scan_split, split_folder
+
+    return len(scan_split(split_folder(root, split)))
+
+
+def load_script(relative_path, name):
+    """The repository file ``relative_path`` (an entry point or a tool in scripts/) imported as module ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -22,7 +22,7 @@ from src.convert import extract_state_dict, read_torch_checkpoint
 from src.snn_mlp import create_model
 
 torch = pytest.importorskip("torch")
-from torch_reference import TorchSNNMLP, randomize_  # noqa: E402  (needs torch)
+from reference.snn_mlp_torch import TorchSNNMLP, randomize_  # noqa: E402  (needs torch)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"

@@ -2,7 +2,6 @@
 scripts/plot_metrics.py overlaying runs (and refusing bad folders in one line), TensorBoard event files read
 back with tensorboardX's own protobuf classes."""
 import glob
-import importlib.util
 import json
 import os
 import struct
@@ -14,7 +13,7 @@ import pytest
 from PIL import Image
 
 from src.engine.curves import MetricsError, TrainingCurves, plot_runs, read_metrics
-from tests.conftest import REPO_ROOT, build_image_folder
+from tests.conftest import REPO_ROOT, build_image_folder, load_script
 
 # matplotlib's default colour cycle: the first two runs of a figure.
 RUN_COLORS = ((0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E))
@@ -84,10 +83,7 @@ def test_plot_metrics_script_overlays_runs(tmp_path):
 
 
 def test_plot_metrics_script_refuses_bad_folders_in_one_line(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("plot_metrics", os.path.join(str(REPO_ROOT), "scripts",
-                                                                               "plot_metrics.py"))
-    plot_metrics = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot_metrics)
+    plot_metrics = load_script("scripts/plot_metrics.py", "plot_metrics")
     a = _write_metrics(tmp_path / "run_a", [_record(1, 50)])
     (tmp_path / "empty").mkdir()
     for args, message in (([a, str(tmp_path / "nope")], f"{tmp_path / 'nope'} is not a directory"),

@@ -1,22 +1,22 @@
-"""Data pipeline and embedded digits default: shapes, determinism, mixing, sharding, bad files, errors."""
+"""Data pipeline: shapes, determinism, mixing, sharding, bad files, errors (the digits export itself:
+test_default_data.py)."""
 import io
-import json
 import logging
 import os
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, color_index
-from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, _EpochKeySampler, _EvalTransform,
-                         _random_resized_crop_box, _resolve_aug, _TrainTransform, count_images, create_dataset,
-                         get_num_classes, parse_rand_augment, unreadable_report)
-from src.default_data import MARKER, prepare_default_data
+from conftest import REPO_ROOT, color_index, count_images
+from src.data.aug import resolve_aug
+from src.data.sampler import EpochKeySampler
+from src.data.transforms import EvalTransform, TrainTransform, random_resized_crop_box
+from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, create_dataset, get_num_classes,
+                         parse_rand_augment, unreadable_report)
 
 # Everything random off except the random resized crop, which cannot be switched off.
 PLAIN = dict(hflip=0, auto_augment=None, color_jitter=None, reprob=0, mixup=0, cutmix=0, label_smoothing=0)
@@ -218,10 +218,10 @@ def test_reduced_jpeg_decode_matches_the_full_decode_crop(tmp_path):
     # must stay what a full decode + bicubic crop-resize gives, up to resampling noise.
     data = _photo_like_jpeg(640, 480)
     full = Image.open(io.BytesIO(data)).convert("RGB")
-    transform = _TrainTransform(64, _resolve_aug(PLAIN))
+    transform = TrainTransform(64, resolve_aug(PLAIN))
     reduced = 0
     for seed in range(12):
-        box = _random_resized_crop_box(640, 480, transform.scale, np.random.default_rng(seed))
+        box = random_resized_crop_box(640, 480, transform.scale, np.random.default_rng(seed))
         reduced += min(box[2] - box[0], box[3] - box[1]) >= 128
         reference = np.asarray(full.resize((64, 64), Image.Resampling.BICUBIC, box=box), np.float32)
         got = np.asarray(transform.geometry(Image.open(io.BytesIO(data)), np.random.default_rng(seed)), np.float32)
@@ -235,7 +235,7 @@ def test_eval_one_resampling_matches_resize_then_crop():
     img = Image.open(io.BytesIO(data)).convert("RGB")
     resized = img.resize((341, 256), Image.Resampling.BICUBIC)  # shorter side int(224 / 0.875) = 256
     reference = np.asarray(resized.crop((58, 16, 282, 240)), np.float32)  # torchvision's centre crop
-    got = np.asarray(_EvalTransform(224, _resolve_aug(None)).geometry(Image.open(io.BytesIO(data))), np.float32)
+    got = np.asarray(EvalTransform(224, resolve_aug(None)).geometry(Image.open(io.BytesIO(data))), np.float32)
     assert np.abs(got - reference).max() <= 2 and np.abs(got - reference).mean() < 0.1
 
 
@@ -303,7 +303,7 @@ def test_train_shards_are_disjoint_equal_and_cover(image_folder, num_images):
 
 
 def test_sampler_keys_encode_epoch_and_shard():
-    samplers = [_EpochKeySampler(23, rank, 3, shuffle=True, seed=5) for rank in range(3)]
+    samplers = [EpochKeySampler(23, rank, 3, shuffle=True, seed=5) for rank in range(3)]
     epochs = [[list(iter(sampler)) for _ in range(2)] for sampler in samplers]  # each __iter__ is one epoch
     for epoch in range(2):
         shards = [epochs[rank][epoch] for rank in range(3)]
@@ -312,7 +312,7 @@ def test_sampler_keys_encode_epoch_and_shard():
         assert all(key // 23 == epoch for key in keys)
         assert len({key % 23 for key in keys}) == 21  # disjoint; 23 % 3 images wait for another epoch
     assert [k % 23 for k in epochs[0][0]] != [k % 23 for k in epochs[0][1]]  # reshuffled
-    eval_sampler = _EpochKeySampler(23, 1, 3, shuffle=False, seed=5)
+    eval_sampler = EpochKeySampler(23, 1, 3, shuffle=False, seed=5)
     assert len(eval_sampler) == 8 and list(iter(eval_sampler)) == list(range(1, 23, 3))
 
 
@@ -514,29 +514,7 @@ def test_counts_and_classes(image_folder):
         count_images(root, "test")
 
 
-# ------------------------------------------------------------------------------------- digits default
-
-def test_digits_export_layout_and_labels(default_data):
-    from sklearn.datasets import load_digits
-
-    targets = load_digits().target
-    assert get_num_classes(default_data) == 10
-    assert count_images(default_data, "train") == 1437 and count_images(default_data, "val") == 360
-    seen = {}
-    for split in ("train", "val"):
-        for label in range(10):
-            names = os.listdir(os.path.join(default_data, split, str(label)))
-            if split == "val":  # stratified: every class keeps its 20 % share
-                assert abs(len(names) - 0.2 * np.sum(targets == label)) <= 1
-            for name in names:
-                index = int(name[:-4])
-                assert targets[index] == label and index not in seen  # right folder, in one split only
-                seen[index] = split
-    assert len(seen) == 1797
-    val3 = os.path.join(default_data, "val", "3")
-    img = Image.open(os.path.join(val3, sorted(os.listdir(val3))[0]))
-    assert img.mode == "RGB" and img.size == (32, 32) and img.format == "PNG"
-
+# ----------------------------------------------------------------------------- the pipeline on the digits
 
 def test_digits_pipeline_end_to_end(default_data):
     digits_aug = dict(PLAIN, scale_min=0.5, label_smoothing=0.1, crop_pct=1.0)
@@ -546,60 +524,3 @@ def test_digits_pipeline_end_to_end(default_data):
     got = batches(create_dataset(default_data, False, 64, image_size=32, num_classes=10, num_workers=1,
                                  aug=digits_aug))
     assert sum(len(labels) for _, labels in got) == 360
-
-
-def test_digits_export_is_idempotent_and_repairs(tmp_path):
-    root = prepare_default_data(str(tmp_path / "digits"))
-    marker = os.path.join(root, MARKER)
-    stamp = os.stat(marker).st_mtime_ns
-    assert prepare_default_data(str(tmp_path / "digits")) == root
-    assert os.stat(marker).st_mtime_ns == stamp  # nothing rewritten
-    victim = os.path.join(root, "val", "7", sorted(os.listdir(os.path.join(root, "val", "7")))[0])
-    os.remove(victim)
-    prepare_default_data(root)
-    assert os.path.exists(victim) and count_images(root, "val") == 360
-    assert json.load(open(marker))["counts"]["val"]["7"] == len(os.listdir(os.path.join(root, "val", "7")))
-    assert [n for n in os.listdir(tmp_path) if n != "digits"] == []  # no temp folders left
-
-
-def test_digits_export_default_root_honours_snnmlp_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SNNMLP_HOME", str(tmp_path / "home"))
-    from src.default_data import default_data_root
-
-    assert default_data_root() == str(tmp_path / "home" / "data" / "digits")
-
-
-def test_concurrent_exports_never_expose_a_partial_folder(tmp_path):
-    root = tmp_path / "digits"
-    code = ("import sys; from src.default_data import prepare_default_data; "
-            "print(prepare_default_data(sys.argv[1]))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    while any(p.poll() is None for p in procs):
-        if root.exists():  # whoever is first to rename, the folder appears complete
-            assert (root / MARKER).exists()
-        time.sleep(0.005)
-    outputs = [p.communicate() for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
-    assert {out.strip() for out, _ in outputs} == {str(root)}
-    assert count_images(root, "train") == 1437 and count_images(root, "val") == 360
-    assert os.listdir(tmp_path) == ["digits"]
-
-
-# --------------------------------------------------------------------------- the loader benchmark section
-
-def test_benchmark_data_section_measures_both_pipelines_and_the_stages(image_folder, tmp_path):
-    root = image_folder(num_classes=2, per_class={"train": 4, "val": 2}, size=(48, 40))
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--sections", "data", "--data_path",
-         str(root), "--image_size", "32", "--data_batch_size", "2", "--data_batches", "1", "--repeats", "1",
-         "--torch", "off", "--json", str(out)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(out.read_text())["results"]
-    ours = {r["what"]: r for r in rows if r["variant"] == "mindspore"}
-    assert set(ours) == {f"{p} pipeline workers={n}" for p in ("train", "eval") for n in (1, 2)}
-    assert all(r["median_s"] > 0 and "CPU" in r["note"] and "ms/image/worker" in r["note"] for r in ours.values())
-    stages = {r["what"] for r in rows if r["variant"] == "profile"}
-    assert {"read (file bytes)", "flip + RandAugment", "mixup/cutmix (per batch, in place)"} <= stages
-    assert not [r for r in rows if r["note"].startswith("failed")]

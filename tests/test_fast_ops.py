@@ -1,10 +1,6 @@
 """The fused CPU kernels (src/fast_ops): values and gradients against numpy references and MindSpore's own
 operators, in PYNATIVE and GRAPH mode, on odd shapes; the switch, the fallbacks, thread-count independence."""
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,37 +383,3 @@ def test_network_uses_fused_cells_and_matches_mindspore_operators(monkeypatch):
     assert_close(ours[1], theirs[1], rtol=1e-4)
     for a, b in zip(ours[2], theirs[2]):
         assert_close(a, b, rtol=1e-4)
-
-
-# ---------------------------------------------------------------- the benchmark tool (scripts/benchmark.py)
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-
-
-def test_benchmark_runs_and_writes_json(tmp_path):
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--sections", "layers,lif", "--batch_size", "1",
-         "--image_size", "32", "--repeats", "2", "--warmup", "0", "--fast_ops", "on,off", "--torch", "off",
-         "--threads", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(out.read_text())
-    rows = payload["results"]
-    assert payload["machine"]["threads"] == 1
-    assert {r["section"] for r in rows} == {"layers", "lif"}
-    assert all(len(r["samples_s"]) == 2 and r["median_s"] > 0 for r in rows)
-    fused = [r for r in rows if r["section"] == "layers" and r["variant"] == "mindspore"
-             and not r["what"].startswith("1x1")]
-    assert len(fused) == 6 and all(r["ratio_vs_plain"] > 0 for r in fused)  # beside MindSpore's own operators
-    assert {r["variant"] for r in rows if r["section"] == "lif"} >= {"copy", "forward", "backward"}
-    assert "GroupNorm(1) forward" in result.stdout and "load average" in result.stdout
-
-
-@pytest.mark.parametrize("argv,message", [(["--image_size", "100"], "multiple of 32"),
-                                          (["--mode", "EAGER"], "unknown mode"),
-                                          (["--sections", "eval,speed"], "unknown section"),
-                                          (["--repeats", "0"], "positive integer")])
-def test_benchmark_bad_flags_are_one_line_errors(argv, message):
-    result = subprocess.run([sys.executable, str(BENCHMARK), *argv], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

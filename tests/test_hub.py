@@ -178,7 +178,7 @@ def test_pretrained_downloads_verifies_and_loads(hub_env, monkeypatch):
 
 def test_pretrained_pytorch_release_is_converted_once(hub_env, monkeypatch):
     torch = pytest.importorskip("torch")
-    from torch_reference import TorchSNNMLP, randomize_
+    from reference.snn_mlp_torch import TorchSNNMLP, randomize_
     from src.convert import to_mindspore_names
     reference = randomize_(TorchSNNMLP(num_classes=7, embed_dim=8, depths=(1, 1, 1, 1)))
     torch.save(reference.state_dict(), hub_env / "release.pt")

@@ -84,7 +84,7 @@ def copy_torch_weights(torch_net, net):
                                           (dict(SMALL, lif=3, depths=(1, 1, 1, 1)), (1, 3, 96, 64))])
 def test_logits_match_pytorch_reference(mode, kwargs, shape):
     torch = pytest.importorskip("torch")
-    from tests.torch_reference import TorchSNNMLP, randomize_
+    from reference.snn_mlp_torch import TorchSNNMLP, randomize_
 
     ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
     try:
@@ -103,7 +103,7 @@ def test_logits_match_pytorch_reference(mode, kwargs, shape):
 
 def test_full_size_tiny_matches_pytorch_reference():
     torch = pytest.importorskip("torch")
-    from tests.torch_reference import TorchSNNMLP, randomize_
+    from reference.snn_mlp_torch import TorchSNNMLP, randomize_
 
     torch_net = randomize_(TorchSNNMLP(), seed=1).eval()
     net = snnmlp_t(drop_path_rate=0.0)

@@ -10,9 +10,9 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -435,11 +435,11 @@ def test_works_from_another_directory_with_relative_paths(work, tmp_path_factory
 
 
 def test_default_output_dir_and_config(tmp_path):
-    # A copy of the launchers in a repository of their own, with both kinds of default config.
+    # A copy of the launchers in a repository of their own, with the default config of each device.
     repo = tmp_path / "repo"
     shutil.copytree(SCRIPTS, repo / "scripts", ignore=shutil.ignore_patterns("*.py"))
     (repo / "config").mkdir()
-    for name in ("snnmlp_t_imagenet_ascend.yaml", "snnmlp_t_imagenet.yaml"):
+    for name in ("snnmlp_t_imagenet_ascend.yaml", "snnmlp_t_imagenet_gpu.yaml"):
         (repo / "config" / name).write_text("epochs: 1\n")
     (tmp_path / "data" / "train").mkdir(parents=True)
     (tmp_path / "data" / "val").mkdir()
@@ -450,11 +450,13 @@ def test_default_output_dir_and_config(tmp_path):
         plans[script] = parse_plan(result.stdout)[1][0]
     ascend, gpu = plans["run_standalone_train_ascend.sh"], plans["run_standalone_train_gpu.sh"]
     assert flag_value(ascend.argv, "--config_path") == str(repo / "config" / "snnmlp_t_imagenet_ascend.yaml")
-    assert flag_value(gpu.argv, "--config_path") == str(repo / "config" / "snnmlp_t_imagenet.yaml")
+    assert flag_value(gpu.argv, "--config_path") == str(repo / "config" / "snnmlp_t_imagenet_gpu.yaml")
     # A stable folder per config and launcher, so launching again resumes training there.
     assert flag_value(ascend.argv, "--output_dir") == str(repo / "output" / "snnmlp_t_imagenet_ascend_standalone_ascend")
-    assert flag_value(gpu.argv, "--output_dir") == str(repo / "output" / "snnmlp_t_imagenet_standalone_gpu")
-    (repo / "config" / "snnmlp_t_imagenet.yaml").unlink()
+    assert flag_value(gpu.argv, "--output_dir") == str(repo / "output" / "snnmlp_t_imagenet_gpu_standalone_gpu")
+    # No device-neutral fallback (config/snnmlp_t_imagenet.yaml never existed), even when such a file is there.
+    (repo / "config" / "snnmlp_t_imagenet.yaml").write_text("epochs: 1\n")
+    (repo / "config" / "snnmlp_t_imagenet_gpu.yaml").unlink()
     missing = run(None, tmp_path / "data", script_path=repo / "scripts" / "run_standalone_train_gpu.sh",
                   env={"DRY_RUN": "1"})
     assert missing.returncode == 2 and "no default config for GPU" in missing.stderr
@@ -561,3 +563,13 @@ def test_launching_again_keeps_earlier_logs(work, fake_python):
     logs = sorted(work.out.glob("logs/*/train.log"))
     assert len(logs) == 2  # same second or not, each launch has its own folder
     assert all("stand-in training" in log.read_text() for log in logs)
+
+
+def test_free_port_helper_keeps_a_free_port_and_replaces_a_busy_one():
+    tools = [sys.executable, str(SCRIPTS / "launcher_tools.py"), "free-port"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        replaced = int(subprocess.run([*tools, str(port)], capture_output=True, text=True, check=True).stdout)
+    assert replaced != port and 1024 <= replaced <= 65535
+    assert int(subprocess.run([*tools, str(port)], capture_output=True, text=True, check=True).stdout) == port

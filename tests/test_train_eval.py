@@ -1,6 +1,5 @@
 """train.py and eval.py end to end on tiny networks: exact resume, the files a run leaves, eval's counting,
 and eval's refusals (one stderr line, non-zero exit, nothing loaded)."""
-import importlib.util
 import json
 import os
 import re
@@ -14,9 +13,9 @@ import pytest
 import mindspore as ms
 
 from src.config import load_config
-from src.engine import trainer
+from src.engine import builders, trainer
 from src.engine.train_state import CheckpointManager
-from tests.conftest import REPO_ROOT, build_image_folder
+from tests.conftest import REPO_ROOT, build_image_folder, load_script
 
 TINY_NET = ["--model", "snnmlp", "--embed_dim", "8", "--depths", "1,1,1,1", "--image_size", "32"]
 PLAIN_AUG = ["--hflip", "0", "--auto_augment", "null", "--color_jitter", "null", "--reprob", "0", "--mixup", "0",
@@ -147,10 +146,7 @@ def test_eval_refuses_a_wrong_sidecar_with_both_hashes(uninterrupted, tmp_path):
 
 
 def _eval_main():
-    spec = importlib.util.spec_from_file_location("eval_script", os.path.join(str(REPO_ROOT), "eval.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("eval.py", "eval_script").main
 
 
 @pytest.mark.parametrize("case, message", [
@@ -194,10 +190,10 @@ def test_default_data_end_to_end(default_data, tmp_path):
 
 def test_unset_dataset_path_means_the_embedded_digits(tmp_path, monkeypatch):
     monkeypatch.setenv("SNNMLP_HOME", str(tmp_path))
-    root = trainer.resolve_dataset(load_config([]))
+    root = builders.resolve_dataset(load_config([]))
     assert root == str(tmp_path / "data" / "digits") and os.path.isdir(os.path.join(root, "val", "9"))
     with pytest.raises(Exception, match="--dataset_path"):
-        trainer.resolve_dataset(load_config(["--config_path", "config/snnmlp_t_imagenet_gpu.yaml"]))
+        builders.resolve_dataset(load_config(["--config_path", "config/snnmlp_t_imagenet_gpu.yaml"]))
 
 
 def test_train_cli_errors_are_one_line(tmp_path):

@@ -7,7 +7,7 @@ added across ranks before the ratios are taken.
 """
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,9 +24,6 @@ class EvalResult:
     num_images: int  # images scored
     skipped: int  # rows with label < 0
     seconds: float
-
-    def as_dict(self):
-        return asdict(self)
 
 
 def batch_metrics(logits, labels, topk=5):

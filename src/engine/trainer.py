@@ -1,5 +1,6 @@
-"""The training run: device and distributed setup, data, network, optimizer, the epoch loop, validation,
-checkpoints, resume and logging. ``train(cfg)`` is what ``train.py`` calls.
+"""The training run: the epoch loop, learning rates per step, validation, checkpoints, resume and progress
+logging, from the pieces of ``runtime`` (device, ranks, logger) and ``builders`` (data, network, train step).
+``train(cfg)`` is what ``train.py`` calls.
 
 The loop is written out (not ``Model.train``) so that the learning rates are computed on the host for every
 step from the global step alone, a resume continues bit-for-bit on the same schedule, and the data order of
@@ -8,194 +9,33 @@ epoch ``e`` is fixed by ``seed + e`` whether or not the run was interrupted befo
 import argparse
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, ops
 
-from ..checkpoint import load_checkpoint_strict, read_checkpoint, verify_file
-from ..config import ConfigError, aug_settings, model_kwargs, save_config
+from ..config import ConfigError, save_config
+from .builders import build_dataset, build_network, build_train_step, load_initial_weights, resolve_dataset
 from .train_state import CheckpointManager, load_train_state
 from .curves import TrainingCurves
 from .evaluate import evaluate
-from .optim import EMA, LR_LIF, LR_MAIN, AdamW, build_param_groups
+from .optim import LR_LIF, LR_MAIN
+from .runtime import init_distributed, make_all_reduce, setup_context, setup_logging
 from .schedule import CosineWarmupSchedule, scale_lr
-from .step import GradientAccumulation, TrainStep
+from .step import GradientAccumulation
 
-__all__ = ["train", "setup_context", "distributed_env", "init_distributed", "setup_logging", "resolve_dataset",
-           "build_dataset", "build_network", "load_initial_weights", "make_all_reduce", "TrainingError"]
+__all__ = ["train", "TrainingError"]
 
 logger = logging.getLogger("snn_mlp")
 
-# msrun (MS_WORKER_NUM, MS_ROLE) and rank tables (RANK_TABLE_FILE) need init() even for one worker: their
-# scheduler waits for it. mpirun-style launches say RANK_SIZE, which only matters above 1.
-_LAUNCHER_ENV = ("MS_WORKER_NUM", "MS_ROLE", "RANK_TABLE_FILE")
 _MAX_NONFINITE_WINDOWS = 3
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (diverged); the message says what to change."""
-
-
-def distributed_env():
-    """True when a launcher (msrun, a rank table, mpirun with RANK_SIZE > 1) started this process."""
-    if any(os.environ.get(name) for name in _LAUNCHER_ENV):
-        return True
-    rank_size = os.environ.get("RANK_SIZE", "").strip()
-    return rank_size.isdigit() and int(rank_size) > 1
-
-
-def setup_context(cfg):
-    """Execution mode, device and seeds; returns the device target in use."""
-    ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
-    target = ms.get_context("device_target") if cfg.device_target == "auto" else cfg.device_target
-    device_id = os.environ.get("DEVICE_ID", "")
-    try:
-        if device_id.isdigit() and target != "CPU":
-            ms.set_device(target, int(device_id))
-        elif target != ms.get_context("device_target"):
-            ms.set_device(target)  # only then: once the runtime runs, MindSpore refuses even the same target
-    except (ValueError, RuntimeError) as e:
-        raise ConfigError(f"cannot use device_target {target}: {str(e).strip().splitlines()[0]}") from e
-    ms.set_seed(cfg.seed)
-    return target
-
-
-def init_distributed():
-    """``(rank, group size)``; initialises communication and data parallelism only under a launcher."""
-    if not distributed_env():
-        return 0, 1
-    from mindspore.communication import get_group_size, get_rank, init
-
-    init()
-    rank, size = get_rank(), get_group_size()
-    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
-                                 device_num=size)
-    return rank, size
-
-
-class _AllReduceSum(nn.Cell):
-    def __init__(self):
-        super().__init__()
-        self.op = ops.AllReduce(ops.ReduceOp.SUM)
-
-    def construct(self, x):
-        return self.op(x)
-
-
-def make_all_reduce(group_size):
-    """``f(np.ndarray) -> np.ndarray`` summing across ranks (float32 on the wire), or None on one device."""
-    if group_size == 1:
-        return None
-    cell = _AllReduceSum()
-    return lambda values: cell(Tensor(np.asarray(values, np.float32))).asnumpy().astype(np.float64)
-
-
-def setup_logging(output_dir=None, rank=0, stream=None):
-    """The ``snn_mlp`` logger: rank 0 logs INFO to ``stream`` (stdout) and ``output_dir/train.log``; other
-    ranks log warnings and errors only, prefixed with their rank, to stderr."""
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    fmt = logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S")
-    if rank == 0:
-        console = logging.StreamHandler(stream or sys.stdout)
-        console.setFormatter(fmt)
-        logger.addHandler(console)
-        if output_dir:
-            file_handler = logging.FileHandler(os.path.join(output_dir, "train.log"), encoding="utf-8")
-            file_handler.setFormatter(fmt)
-            logger.addHandler(file_handler)
-    else:
-        console = logging.StreamHandler(sys.stderr)
-        console.setLevel(logging.WARNING)
-        console.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname).1s %(message)s"))
-        logger.addHandler(console)
-
-
-def resolve_dataset(cfg):
-    """The ImageFolder root to read: ``dataset_path``, or the embedded digits exported on first use."""
-    if cfg.dataset_path is None:
-        from ..default_data import DIGITS_NUM_CLASSES, prepare_default_data
-
-        if cfg.num_classes != DIGITS_NUM_CLASSES:
-            raise ConfigError(f"dataset_path is not set: pass --dataset_path (the ImageFolder root of the "
-                              f"{cfg.num_classes}-class data); unset, it means the embedded {DIGITS_NUM_CLASSES}-class "
-                              f"digits")
-        return prepare_default_data()
-    path = os.path.abspath(os.path.expanduser(cfg.dataset_path))
-    if not os.path.isdir(path):
-        raise ConfigError(f"dataset_path {cfg.dataset_path} is not a directory (expected an ImageFolder root "
-                          f"holding train/ and val/)")
-    return path
-
-
-def build_network(cfg, device_target, workdir=None):
-    """``(model, net)``: the SNN-MLP of ``cfg``, and what to call for the forward pass, ``model`` itself or its
-    mixed-precision version (``amp_level`` O1/O2/O3 on GPU/Ascend; on CPU training stays in float32).
-
-    Both share the Parameters, whose names stay the official ones. O1 is MindSpore's source rewrite of the
-    network: it writes a ``rewritten_network/`` folder into the working directory, hence ``workdir``.
-    """
-    from ..snn_mlp import SNNMLP, create_model
-
-    model = create_model(cfg.model, **model_kwargs(cfg))
-    if cfg.amp_level == "O0":
-        return model, model
-    if device_target == "CPU":
-        logger.warning("amp_level %s ignored on CPU: computing in float32", cfg.amp_level)
-        return model, model
-    names = [(p.name, tuple(p.shape)) for p in model.get_parameters()]
-    cwd = os.getcwd()
-    try:
-        if workdir:
-            os.chdir(workdir)
-        net = ms.amp.auto_mixed_precision(model, cfg.amp_level)
-    except Exception as e:  # the rewrite behind O1 fails on Cells it cannot parse
-        raise ConfigError(f"amp_level {cfg.amp_level} cannot be applied to this network "
-                          f"({' '.join(str(e).split())[:300]}); use amp_level O2") from e
-    finally:
-        os.chdir(cwd)
-    params = list(net.get_parameters())
-    if [tuple(p.shape) for p in params] != [shape for _, shape in names]:
-        raise ConfigError(f"amp_level {cfg.amp_level} changed the network's parameters; use amp_level O2")
-    # O1 rebuilds the network class, whose parameters come back with their structural names.
-    for param, (name, _) in zip(params, names):
-        param.name = name
-    # O2/O3 wrap `model` (same Parameters); O1 returns a rebuilt SNN-MLP that replaces it.
-    return (net if isinstance(net, SNNMLP) else model), net
-
-
-def load_initial_weights(net, path, expected_sha256=None):
-    """Strictly load the weights of ``path`` into ``net`` to start training from them. A classifier for
-    another number of classes (fine-tuning ImageNet weights on a new dataset) is left at its initialisation;
-    everything else must match."""
-    sha = verify_file(path, expected_sha256)  # once: the reads below check against this hash
-    head = read_checkpoint(path, sha, choice_func=lambda name: name == "head.weight").get("head.weight")
-    exclude = ("ema.",)
-    if head is not None and tuple(head.shape) != tuple(net.head.weight.shape):
-        exclude += ("head.",)
-        logger.warning("%s has a %d-class classifier: starting from its other weights with a new %d-class head",
-                       path, head.shape[0], net.head.weight.shape[0])
-    load_checkpoint_strict(net, path, sha, exclude=exclude)
-    logger.info("initial weights from %s", path)
-
-
-def build_dataset(cfg, root, train, rank, size, seed):
-    from ..dataset import create_dataset
-
-    try:
-        return create_dataset(root, train, cfg.batch_size, image_size=cfg.image_size, num_classes=cfg.num_classes,
-                              rank_id=rank, rank_size=size, num_workers=cfg.num_parallel_workers, seed=seed,
-                              aug=aug_settings(cfg))
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
 
 
 def _format_seconds(seconds):
@@ -290,14 +130,8 @@ class _Run:
                                              cfg.warmup_epochs * self.steps_per_epoch, total)
         # As in the original: the LIF rate is not batch-scaled but follows the same warmup/cosine curve.
         self.lif_schedule = self.schedule.with_peak(cfg.lif_lr)
-        self.groups = build_param_groups(self.model, cfg.weight_decay, cfg.lif_weight_decay, cfg.filter_bias_and_bn)
-        optimizer = AdamW(self.groups, cfg.betas[0], cfg.betas[1], cfg.eps)
-        self.ema = EMA(self.model.trainable_params(), cfg.ema_decay) if cfg.ema else None
-        reducer = None
-        if self.group_size > 1:
-            reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=self.group_size)
-        self.train_step = TrainStep(self.net, optimizer, cfg.clip_grad, cfg.loss_scale, cfg.loss_scale_type,
-                                    cfg.loss_scale_factor, cfg.loss_scale_window, self.ema, reducer)
+        self.train_step = build_train_step(cfg, self.model, self.net, self.group_size)
+        self.groups, self.ema = self.train_step.optimizer.groups, self.train_step.ema
         self.optimizer_step = GradientAccumulation(self.train_step, cfg.accumulation_steps)
 
     def learning_rates(self, global_step, epoch):

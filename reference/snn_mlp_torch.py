@@ -1,4 +1,5 @@
-"""An independent PyTorch rendering of SNN-MLP (test-only reference; needs torch).
+"""An independent PyTorch rendering of SNN-MLP (needs torch): the reference the tests check the port against,
+and the PyTorch side of scripts/benchmark.py.
 
 Written from the paper and the original PyTorch code's structure: original parameter names (``layers.k.``,
 GroupNorm ``weight``/``bias``), strided-slice patch merging, and the LIF scan as a plain Python loop over
