@@ -13,7 +13,7 @@ from tests.conftest import REPO_ROOT
 def test_config_defaults_overrides_and_types():
     cfg = load_config([])
     assert cfg.config_path == os.path.join(str(REPO_ROOT), "config", "snnmlp_digits.yaml")
-    assert (cfg.model, cfg.num_classes, cfg.depths, cfg.dataset_path) == ("snnmlp", 10, [1, 1, 2, 1], None)
+    assert (cfg.model, cfg.num_classes, cfg.depths, cfg.dataset_path) == ("snnmlp_custom", 10, [1, 1, 2, 1], None)
     cfg = load_config(["--depths", "2,2,6,2", "--lr=3e-4", "--ema", "true", "--dataset_path", "/data",
                        "--betas", "[0.8, 0.99]", "--mode", "pynative", "--auto_augment", "null",
                        "--ckpt_save_dir", "out"])

@@ -179,12 +179,12 @@ def test_rank0_alone_wrote_the_checkpoints(distributed_run):
     assert rank1_output == []  # rank 1 wrote nothing in OUTPUT_DIR (it may have exported the digits)
     placed = {p for p in files["0"]["rename"] if p.startswith(f"{out}/")}
     checkpoints = {str(p) for p in out.glob("*.ckpt")}
-    assert checkpoints == {str(out / "snnmlp-1_2.ckpt"), str(out / "best.ckpt")}
+    assert checkpoints == {str(out / "snnmlp_custom-1_2.ckpt"), str(out / "best.ckpt")}
     assert checkpoints <= placed
     # What rank 0 saved is what both ranks ended with.
     import mindspore as ms
 
-    saved = ms.load_checkpoint(str(out / "snnmlp-1_2.ckpt"))
+    saved = ms.load_checkpoint(str(out / "snnmlp_custom-1_2.ckpt"))
     final = np.load(distributed_run["probe"] / "final_rank1.npz")
     for name in final.files:
         np.testing.assert_array_equal(saved[name].asnumpy(), final[name], err_msg=name)
@@ -211,4 +211,4 @@ def test_accumulation_reduces_once_per_optimizer_step(tmp_path):
         np.testing.assert_array_equal(final[name], other[name], err_msg=name)
     changed = [name for name in final if not np.array_equal(final[name], initial[name])]
     assert len(changed) >= 0.9 * len(final)
-    assert sorted(p.name for p in run["out"].glob("*.ckpt")) == ["best.ckpt", "snnmlp-1_2.ckpt"]
+    assert sorted(p.name for p in run["out"].glob("*.ckpt")) == ["best.ckpt", "snnmlp_custom-1_2.ckpt"]
