@@ -16,14 +16,10 @@ import sys
 
 
 def _beside_config(argv):
-    from src.config import peek_option
+    from src.config import config_beside, peek_option
 
     ckpt = peek_option(argv, "ckpt_path")
-    if ckpt:
-        candidate = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "config.yaml")
-        if os.path.isfile(candidate):
-            return candidate
-    return None
+    return config_beside(ckpt) if ckpt else None
 
 
 def run(cfg):

@@ -17,7 +17,7 @@ import mindspore as ms
 from src.fast_ops.onnx import make_onnx_exportable
 from src.kernels.export_mode import exporting
 from src.checkpoint import CheckpointError, check_file, load_checkpoint_strict, unverified_notice, write_sidecar
-from src.config import ConfigError, load_yaml
+from src.config import ConfigError, config_beside, load_yaml
 from src.models import CUSTOM_MODEL, list_models
 from src.snn_mlp import SNNMLP, create_model
 
@@ -62,10 +62,10 @@ def parse_args(argv=None):
 
 def read_training_config(args):
     """The config.yaml beside the checkpoint (or --config_path) as a dict, {} when there is none."""
-    path = args.config_path or os.path.join(os.path.dirname(os.path.abspath(args.ckpt_path)), "config.yaml")
-    if not os.path.exists(path):
-        if args.config_path:
-            raise ExportError(f"config not found: {path}")
+    if args.config_path and not os.path.exists(args.config_path):
+        raise ExportError(f"config not found: {args.config_path}")
+    path = args.config_path or config_beside(args.ckpt_path)
+    if path is None:
         return {}, None
     try:
         return load_yaml(path, skip_nulls=True), path  # validated as train.py and eval.py do

@@ -296,6 +296,13 @@ def _build_parser(description, defaults, source):
     return parser
 
 
+def config_beside(ckpt_path):
+    """The ``config.yaml`` that training saved beside ``ckpt_path`` (eval.py and export.py rebuild the network
+    from it), or None."""
+    candidate = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "config.yaml")
+    return candidate if os.path.isfile(candidate) else None
+
+
 def peek_option(argv, name):
     """The value of ``--name VALUE`` or ``--name=VALUE`` (or an alias of ``name``; ``-c FILE``/``-cFILE`` for
     config_path) in ``argv`` (the last one), or None; for the few options that decide which config file to
