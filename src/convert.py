@@ -21,7 +21,7 @@ import zipfile
 import numpy as np
 
 from .checkpoint import CheckpointError, mismatch_report, save_checkpoint_atomic, sha256_file
-from .models import MODEL_ARCHS, resolve_model_name, to_official_name, to_structural_name
+from .models import CUSTOM_MODEL, MODEL_ARCHS, resolve_model_name, to_official_name, to_structural_name
 
 __all__ = ["DEFAULT_MAX_BYTES", "read_torch_checkpoint", "extract_state_dict", "infer_architecture",
            "to_mindspore_names", "convert_torch_checkpoint"]
@@ -490,7 +490,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
         if variant != wanted:
             found = variant or f"a custom SNN-MLP (embed_dim {arch['embed_dim']}, depths {arch['depths']})"
             raise CheckpointError(f"{input_path} holds {found}, not {model}; omit --model to convert it as is")
-    name = variant or "snnmlp"
+    name = variant or CUSTOM_MODEL
     kwargs = dict(num_classes=arch["num_classes"], lif_backend="primitive")
     if variant is None:
         kwargs.update({k: arch[k] for k in ("embed_dim", "depths", "patch_size", "in_chans", "mlp_ratio")})

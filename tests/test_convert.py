@@ -63,7 +63,7 @@ def test_training_checkpoint_round_trip_reproduces_logits(tmp_path, small_refere
     assert convert("--input", source, "--output", output) == 0
     out = capsys.readouterr().out
     assert f"SHA-256 {sha256_file(source)}" in out
-    assert "model snnmlp: num_classes=10, embed_dim=16, depths=(1, 1, 2, 1)" in out
+    assert "model snnmlp_custom: num_classes=10, embed_dim=16, depths=(1, 1, 2, 1)" in out
     assert read_sidecar(output) == sha256_file(output)
     # 64x64 gives windows of 4 along 16, 8 and 4 positions: the LIF scans really fire.
     logits_close(small_reference, output)
