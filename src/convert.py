@@ -468,7 +468,7 @@ def convert_torch_checkpoint(input_path, output_path, model=None, use_ema=False,
     """Convert a PyTorch SNN-MLP checkpoint to an official-layout MindSpore ``.ckpt`` (plus sidecar).
 
     ``model``: ``snnmlp_t``/``_s``/``_b`` (``snn_mlp`` = T) to insist on a variant; None infers it from the
-    shapes (architectures outside the presets are built as ``snnmlp`` with the inferred arguments).
+    shapes (architectures outside the presets are built as ``snnmlp_custom`` with the inferred arguments).
     ``use_ema``: take the EMA weights (timm's ``state_dict_ema``). ``max_bytes``: see read_torch_checkpoint.
     What the file holds besides the weights (optimizer, config, …) is logged in one line, never run.
     Returns ``(model_name, model_kwargs, input_sha256, output_sha256)``.

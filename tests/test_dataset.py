@@ -348,7 +348,7 @@ def test_train_substitutes_unreadable_images(image_folder):
     root = image_folder(num_classes=2, per_class={"train": 3})
     bad = _add_bad_files(root / "train" / "c01")
     unreadable_report(log=False)
-    # Two worker processes: their records must reach this process's report.
+    # Two worker threads: every record must reach the report.
     dataset = create_dataset(root, True, 2, image_size=8, num_classes=2, num_workers=2, aug=PLAIN)
     got = batches(dataset)
     assert len(got) == 4  # 8 files, none lost: a readable image takes each bad one's place

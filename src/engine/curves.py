@@ -162,12 +162,15 @@ class TrainingCurves:
             return
         try:
             records = read_metrics(self.output_dir)
+        except MetricsError as e:
+            logger.warning("%s not updated: %s", CURVES_NAME, e)
+            return
+        try:
             best = max((r.get("val_top1", float("nan")) for r in records), default=float("nan"))
             plot_runs([(os.path.basename(self.output_dir), records)], os.path.join(self.output_dir, CURVES_NAME),
                       title=f"{os.path.basename(self.output_dir)}: {len(records)} epoch(s), best top-1 {best:.2f}%")
-        except Exception as e:  # matplotlib missing or failing must not stop a run that trains fine
+        except Exception as e:  # matplotlib missing or failing must not stop a run, nor its TensorBoard scalars
             logger.warning("%s not updated: %s", CURVES_NAME, " ".join(str(e).split()))
-            return
         if self.board is not None:
             last = records[-1]
             for key in EPOCH_SCALARS:

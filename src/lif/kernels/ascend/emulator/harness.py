@@ -120,7 +120,7 @@ def run(mode, x, tau, vth, window, axis, cores, dout=None, workdir=None):
 
 def main(argv=None):
     sys.path.insert(0, str(ASCEND.parents[3]))
-    from ....reference import lif_backward_np, lif_forward_np
+    from src.lif.reference import lif_backward_np, lif_forward_np  # run as a script: no parent package
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", type=int, nargs=4, default=[2, 3, 7, 9], metavar=("N", "C", "H", "W"))
