@@ -38,7 +38,7 @@ def run(cfg):
     logger.info("config %s", cfg.config_path)
     sha = verify_file(cfg.ckpt_path, cfg.ckpt_sha256)
     model, net = build_network(cfg, device_target)
-    metadata = load_checkpoint_strict(model, cfg.ckpt_path, sha, exclude=("ema.",))
+    metadata = load_checkpoint_strict(model, cfg.ckpt_path, exclude=("ema.",), verified_sha256=sha)
     logger.info("loaded %s (SHA-256 %s)%s", cfg.ckpt_path, sha,
                 f", epoch {metadata['epoch']}" if "epoch" in metadata else "")
     root = resolve_dataset(cfg)

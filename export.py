@@ -115,7 +115,8 @@ def export(args):
     # Neither the LIF kernels nor the fused CPU ops: their .so would be a dangling path inside the file.
     with exporting():
         net = create_model(model, **kwargs)
-    load_checkpoint_strict(net, args.ckpt_path, input_sha)  # a copy without sidecar: its CRC is checked too
+    # Hashed once above; a copy without sidecar also has its CRC checked here.
+    load_checkpoint_strict(net, args.ckpt_path, verified_sha256=input_sha)
     net.set_train(False)
     if args.file_format == "ONNX":
         make_onnx_exportable(net)

@@ -504,3 +504,21 @@ def test_a_file_named_after_a_release_is_held_to_its_published_hash(tmp_path, mo
     assert ckpt.check_file(release, given) == (given, "the expected hash")  # --ckpt_sha256 wins
     write_sidecar = ckpt.write_sidecar(release)
     assert ckpt.check_file(release)[1] == f"its sidecar {release}.sha256" and write_sidecar == given
+
+
+def test_starting_from_weights_hashes_the_file_once(tmp_path, monkeypatch):
+    """Every load hashes the whole file, once: verify_file's hash is reused by the reads after it (the head
+    probe and the strict load), which hashed the file again each (three passes over a 113-345 MB file)."""
+    import src.checkpoint.integrity as integrity
+    from src.engine.builders import load_initial_weights
+
+    path = tmp_path / "weights.ckpt"
+    ckpt.save_checkpoint_atomic(small_snnmlp(), str(path))
+    hashed = []
+    real = integrity.sha256_file
+    monkeypatch.setattr(integrity, "sha256_file", lambda p, *a, **k: hashed.append(p) or real(p, *a, **k))
+    load_initial_weights(small_snnmlp(), str(path))
+    assert hashed == [str(path)]
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")  # the one hash still guards the load
+    with pytest.raises(CheckpointError, match="SHA-256 mismatch"):
+        load_initial_weights(small_snnmlp(), str(path))

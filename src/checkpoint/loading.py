@@ -62,12 +62,14 @@ def _has_crc(path):
         return False
 
 
-def read_checkpoint(path, expected_sha256=None, choice_func=None):
+def read_checkpoint(path, expected_sha256=None, choice_func=None, verified_sha256=None):
     """Verify ``path`` and read it into ``{name: Parameter | str}`` (only the names ``choice_func`` accepts,
     when given). A file without a sidecar (a copy) is also checked against its CRC32 trailer when it has one
     (ours do), so corruption is caught even when nothing else vouches for it; a file with a sidecar skips
-    the CRC, which adds ~1 s to a 113 MB load. Corrupt files become CheckpointError."""
-    verify_file(path, expected_sha256)
+    the CRC, which adds ~1 s to a 113 MB load. Corrupt files become CheckpointError. ``verified_sha256``: the
+    hash ``check_file``/``verify_file`` just returned for this file, which is then not hashed a second time."""
+    if verified_sha256 is None:
+        verify_file(path, expected_sha256)
     path = os.fspath(path)
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"cannot read the checkpoint {path}: it is empty (0 bytes; an interrupted copy or "
@@ -94,10 +96,11 @@ def _metadata_value(value):
     return None
 
 
-def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
+def load_checkpoint_strict(net, path, expected_sha256=None, exclude=(), verified_sha256=None):
     """Load every parameter of ``net`` from ``path`` and use every entry of it, or load nothing.
 
-    The file is verified first (``expected_sha256`` or its sidecar). Entry names go through the network's
+    The file is verified first (``expected_sha256`` or its sidecar; see ``read_checkpoint`` for
+    ``verified_sha256``). Entry names go through the network's
     ``checkpoint_filter_fn`` when it has one (SNN-MLP's accepts official ``0.blocks…`` and structural
     ``layers.k.…`` names), else are taken as they are. Optimizer state (``IGNORED_ENTRY_*``) is skipped;
     scalar or string entries whose name has no dot (epoch, step, …) are returned as a dict of Python values. Parameters
@@ -108,7 +111,7 @@ def load_checkpoint_strict(net, path, expected_sha256=None, exclude=()):
     """
     exclude = tuple(exclude)
     rename = getattr(net, "checkpoint_filter_fn", None) or (lambda name: name)
-    entries = read_checkpoint(path, expected_sha256)
+    entries = read_checkpoint(path, expected_sha256, verified_sha256=verified_sha256)
     params = {p.name: p for p in net.get_parameters()}
     to_load, metadata, seen_from = {}, {}, {}
     unexpected, wrong_shape, wrong_type, refused = [], [], [], set()

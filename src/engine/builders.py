@@ -75,14 +75,14 @@ def load_initial_weights(net, path, expected_sha256=None):
     """Strictly load the weights of ``path`` into ``net`` to start training from them. A classifier for
     another number of classes (fine-tuning ImageNet weights on a new dataset) is left at its initialisation;
     everything else must match."""
-    sha = verify_file(path, expected_sha256)  # once: the reads below check against this hash
-    head = read_checkpoint(path, sha, choice_func=lambda name: name == "head.weight").get("head.weight")
+    sha = verify_file(path, expected_sha256)  # the one hash of this load: the reads below reuse it
+    head = read_checkpoint(path, choice_func=lambda name: name == "head.weight", verified_sha256=sha).get("head.weight")
     exclude = ("ema.",)
     if head is not None and tuple(head.shape) != tuple(net.head.weight.shape):
         exclude += ("head.",)
         logger.warning("%s has a %d-class classifier: starting from its other weights with a new %d-class head",
                        path, head.shape[0], net.head.weight.shape[0])
-    load_checkpoint_strict(net, path, sha, exclude=exclude)
+    load_checkpoint_strict(net, path, exclude=exclude, verified_sha256=sha)
     logger.info("initial weights from %s", path)
 
 
