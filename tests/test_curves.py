@@ -152,3 +152,10 @@ def test_training_writes_curves_and_tensorboard_scalars(tmp_path):
         assert scalars[f"epoch/{key}"] == [(1, pytest.approx(record[key], rel=1e-6))], key
     # The per-step losses average to the epoch's train loss.
     assert np.mean([v for _, v in scalars["train/loss"]]) == pytest.approx(record["train_loss"], rel=1e-5)
+    # A fresh start in the same folder moves this run's picture and events aside with its checkpoints: the
+    # new run's TensorBoard shows its own steps once (it used to add a second curve over the same steps).
+    cfg.auto_resume = False
+    trainer.train(cfg)
+    [moved] = out.glob("superseded-*-earlier-run")
+    assert (moved / "curves.png").exists() and list((moved / "tensorboard").iterdir())
+    assert [s for s, _ in _scalars(out / "tensorboard")["train/loss"]] == [1, 2, 3]

@@ -116,13 +116,14 @@ def plot_runs(runs, path, title=None):
     return path
 
 
-def _tensorboard_writer(directory):
+def _tensorboard_writer(directory, first_step):
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
         raise MetricsError("--tensorboard true needs the tensorboardX package: pip install tensorboardX "
                            "(or run with --tensorboard false)") from None
-    return SummaryWriter(directory)
+    # A resumed run rewrites its steps from first_step on: events a killed run wrote past its checkpoint go.
+    return SummaryWriter(directory, purge_step=first_step if first_step > 1 else None)
 
 
 class TrainingCurves:
@@ -130,11 +131,11 @@ class TrainingCurves:
     ``after_epoch`` once the epoch's record is in ``metrics.jsonl``. Does nothing on other ranks than 0
     (``writer=False``); without ``tensorboard`` only ``after_epoch`` does something (the PNG)."""
 
-    def __init__(self, output_dir, tensorboard=False, writer=True):
+    def __init__(self, output_dir, tensorboard=False, writer=True, first_step=1):
         self.output_dir = output_dir
         self.writer = writer
-        self.board = _tensorboard_writer(os.path.join(output_dir, TENSORBOARD_DIR)) if tensorboard and writer \
-            else None
+        self.board = (_tensorboard_writer(os.path.join(output_dir, TENSORBOARD_DIR), first_step)
+                      if tensorboard and writer else None)
         self.pending = []
 
     def add_step(self, global_step, lr, loss, grad_norm, finite):

@@ -18,13 +18,13 @@ import shutil
 import time
 
 from ..checkpoint import CheckpointError, check_file, mismatch_report, read_checkpoint, save_checkpoint_atomic
+from .curves import CURVES_NAME, METRICS_NAME, TENSORBOARD_DIR
 
 __all__ = ["CheckpointManager", "BEST_NAME", "METRICS_NAME", "STATE_COUNTERS", "load_train_state"]
 
 logger = logging.getLogger("snn_mlp")
 
 BEST_NAME = "best.ckpt"
-METRICS_NAME = "metrics.jsonl"
 # Scalars stored beside the training state; the weights-only loader skips or returns them as metadata.
 STATE_COUNTERS = ("epoch_num", "step_num", "best_top1", "best_epoch")
 # Optional state: a run may switch EMA on or off between a save and a resume.
@@ -94,7 +94,8 @@ class CheckpointManager:
         of the ``best.ckpt`` that stays (``(-1.0, -1)`` when none does).
 
         A fresh start (``resumed_epoch`` 0, also for a resume from another folder) moves every epoch
-        checkpoint, ``best.ckpt``, ``metrics.jsonl`` and ``config.yaml`` of an earlier run aside; a resume
+        checkpoint, ``best.ckpt``, ``metrics.jsonl``, ``config.yaml``, ``curves.png`` and ``tensorboard/`` of an
+        earlier run aside; a resume
         after ``resumed_epoch`` epochs moves the epoch checkpoints and the ``best.ckpt`` of later epochs
         (another run's, or a save killed before its epoch checkpoint) and drops the later lines of
         ``metrics.jsonl`` (the whole file is kept aside). Moved files go into ``superseded-<time>-<why>/``,
@@ -113,9 +114,10 @@ class CheckpointManager:
             best_epoch, best_top1 = None, None
         if resumed_epoch == 0:
             moves += [self.metrics_path] if os.path.exists(self.metrics_path) else []
-            config = os.path.join(self.directory, "config.yaml")
-            if moves and os.path.exists(config):  # it goes with the files it describes
-                moves.append(config)
+            if moves:  # these go with the files they describe
+                moves += [path for path in (os.path.join(self.directory, name)
+                                            for name in ("config.yaml", CURVES_NAME, TENSORBOARD_DIR))
+                          if os.path.exists(path)]
         records = self.read_metrics()
         kept = [r for r in records if r["epoch"] <= resumed_epoch]
         rewrite_metrics = resumed_epoch > 0 and len(kept) != len(records)

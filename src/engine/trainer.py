@@ -100,7 +100,6 @@ class _Run:
         self._build_optimization()
         self.checkpoints = CheckpointManager(self.output_dir, cfg.model, cfg.keep_checkpoint_max, self.writer)
         self.all_reduce = make_all_reduce(self.group_size)
-        self.curves = TrainingCurves(self.output_dir, cfg.tensorboard, self.writer)
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, -1
         self.last_val = None
 
@@ -281,6 +280,8 @@ class _Run:
         cfg = self.cfg
         self._log_header()
         self.restore()
+        # After restore: a fresh start has moved an earlier run's curves and events aside by now.
+        self.curves = TrainingCurves(self.output_dir, cfg.tensorboard, self.writer, self.global_step + 1)
         if self.writer:
             # How this run started (resume, initial weights and their hash) would mislead eval.py, which reads
             # this file for the checkpoints beside it: those keys are left unset.
