@@ -578,7 +578,7 @@ def layer_rows(args, torch, record):
     from mindspore import Tensor, nn
 
     from src import fast_ops
-    from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm
+    from src.fast_ops import FastConv1x1, FastDepthwiseConv3x3, FastGELU, FastGroupNorm
 
     shape = activation_shape(args)
     channels = shape[1]
@@ -588,7 +588,8 @@ def layer_rows(args, torch, record):
         "GroupNorm(1)": lambda: FastGroupNorm(channels),
         "GELU (erf)": FastGELU,
         "depthwise 3x3": lambda: FastDepthwiseConv3x3(channels),
-        "1x1 conv": lambda: nn.Conv2d(channels, channels, 1, has_bias=True, pad_mode="valid"),
+        "1x1 conv": lambda: FastConv1x1(channels, channels),
+        "1x1 conv 4x wide": lambda: FastConv1x1(channels, 4 * channels),
     }
     torch_layers = {}
     if torch is not None:
@@ -596,6 +597,7 @@ def layer_rows(args, torch, record):
             "GroupNorm(1)": torch.nn.GroupNorm(1, channels), "GELU (erf)": torch.nn.GELU(),
             "depthwise 3x3": torch.nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
             "1x1 conv": torch.nn.Conv2d(channels, channels, 1),
+            "1x1 conv 4x wide": torch.nn.Conv2d(channels, 4 * channels, 1),
         }
     for mode in args.mode:
         ms.set_context(mode=getattr(ms, f"{mode}_MODE"))

@@ -28,7 +28,8 @@ def group_norm(channels):
 
 
 def conv1x1(in_channels, out_channels, has_bias=True):
-    return nn.Conv2d(in_channels, out_channels, 1, has_bias=has_bias, pad_mode="valid")
+    # nn.Conv2d(in, out, 1, pad_mode="valid"), or its GEMM kernel on CPU
+    return fast_ops.conv1x1(in_channels, out_channels, has_bias)
 
 
 class DropPath(nn.Cell):
@@ -174,8 +175,8 @@ class BasicLayer(nn.Cell):
 class PatchEmbed(nn.Cell):
     def __init__(self, patch_size=4, in_chans=3, embed_dim=96):
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size, pad_mode="valid",
-                              has_bias=True)
+        # nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size, pad_mode="valid"), or a GEMM on CPU
+        self.proj = fast_ops.patch_conv(in_chans, embed_dim, patch_size)
         self.norm = group_norm(embed_dim)
 
     def construct(self, x):

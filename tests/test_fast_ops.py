@@ -9,7 +9,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from src import fast_ops
-from src.fast_ops import FastDepthwiseConv3x3, FastGELU, FastGroupNorm, SquaredSum
+from src.fast_ops import FastConv1x1, FastDepthwiseConv3x3, FastGELU, FastGroupNorm, FastPatchConv, SquaredSum
 
 # Odd sizes, 1-wide planes, and one large enough to be split over threads (>= 2 * 2^15 elements).
 SHAPES = [(3, 5, 7, 9), (1, 3, 1, 1), (2, 4, 1, 6), (2, 3, 5, 1), (1, 2, 2, 2), (2, 16, 45, 47)]
@@ -147,6 +147,23 @@ def depthwise_grad_np(x, weight, dy):
     return dpadded[:, :, 1:-1, 1:-1], dweight, dy.sum(axis=(0, 2, 3))
 
 
+def conv1x1_np(x, weight, bias):
+    """Loop over the output channels: y[:, o] = sum_i w[o, i] * x[:, i] + b[o]."""
+    y = np.empty((x.shape[0], weight.shape[0]) + x.shape[2:])
+    for o in range(weight.shape[0]):
+        y[:, o] = np.tensordot(x.astype(np.float64), weight[o, :, 0, 0].astype(np.float64), axes=([1], [0])) + bias[o]
+    return y
+
+
+def conv1x1_grad_np(x, weight, dy):
+    x, dy, w = x.astype(np.float64), dy.astype(np.float64), weight[:, :, 0, 0].astype(np.float64)
+    dx = np.stack([np.tensordot(dy[n], w, axes=([0], [0])).transpose(2, 0, 1) for n in range(x.shape[0])])
+    dweight = np.zeros(w.shape)
+    for n in range(x.shape[0]):
+        dweight += dy[n].reshape(w.shape[0], -1) @ x[n].reshape(w.shape[1], -1).T
+    return dx, dweight[:, :, None, None], dy.sum(axis=(0, 2, 3))
+
+
 # ---------------------------------------------------------------- kernels vs numpy
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -215,6 +232,47 @@ def test_depthwise_conv_without_bias(mode):
     assert_close(dweight, ref_dweight)
 
 
+# (N, C_in, C_out, H, W): odd sizes, 1x1 planes, and shapes that span several blocks of rows (C_out > 256, C_in >
+# 256 for the input gradient, > 128 for the weight gradient) and of columns (H*W > 1024).
+CONV1X1_CASES = [(2, 5, 7, 3, 4), (1, 3, 2, 1, 1), (3, 300, 260, 2, 3), (2, 17, 33, 45, 47)]
+
+
+@pytest.mark.parametrize("case", CONV1X1_CASES)
+@pytest.mark.parametrize("has_bias", [True, False])
+def test_conv1x1_matches_numpy(mode, case, has_bias):
+    n, cin, cout, h, w = case
+    rng, x, _ = random_case((n, cin, h, w), 12)
+    dy = rng.standard_normal((n, cout, h, w)).astype(np.float32)
+    cell = FastConv1x1(cin, cout, has_bias)
+    assert cell.use_kernel
+    set_random_parameters(cell, rng)
+    weight = cell.weight.asnumpy()
+    bias = cell.bias.asnumpy() if has_bias else np.zeros(cout)
+    y, dx, dparams = run_cell(cell, x, dy)
+    assert_close(y, conv1x1_np(x, weight, bias))
+    ref_dx, ref_dweight, ref_dbias = conv1x1_grad_np(x, weight, dy)
+    assert_close(dx, ref_dx)
+    assert_close(dparams[0], ref_dweight)
+    if has_bias:
+        assert_close(dparams[1], ref_dbias)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 12), (1, 2, 4, 4), (2, 3, 10, 8)])
+def test_patch_conv_matches_mindspore_conv(mode, shape):
+    # Patches of 4 (sides that divide: the GEMM; 10 rows do not: MindSpore's Conv2D inside the same Cell).
+    rng, x, _ = random_case(shape, 13)
+    fast = FastPatchConv(shape[1], 5, 4)
+    plain = nn.Conv2d(shape[1], 5, 4, stride=4, pad_mode="valid", has_bias=True)
+    set_random_parameters(fast, rng)
+    for p, q in zip(fast.trainable_params(), plain.trainable_params()):
+        assert (p.name, p.shape) == (q.name, q.shape)
+        q.set_data(Tensor(p.asnumpy()))
+    dy = rng.standard_normal(plain(Tensor(x)).shape).astype(np.float32)
+    for ours, theirs in zip(run_cell(fast, x, dy), run_cell(plain, x, dy)):
+        for a, b in zip(ours if isinstance(ours, list) else [ours], theirs if isinstance(theirs, list) else [theirs]):
+            assert_close(a, b, rtol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(7,), (3, 5, 7), (1,), (2, 16, 45, 47), (300007,)])
 def test_squared_sum_matches_numpy(mode, shape):
     _, x, _ = random_case(shape, 10)
@@ -266,6 +324,10 @@ def test_parameters_are_those_of_the_mindspore_layers():
     assert isinstance(conv, nn.Conv2d) and conv.group == 7
     assert [(p.name, p.shape) for p in conv.get_parameters()] == [("weight", (7, 1, 3, 3)), ("bias", (7,))]
     assert isinstance(FastGELU(), nn.GELU)
+    for fast, plain in ((FastConv1x1(7, 5, has_bias=False), nn.Conv2d(7, 5, 1, pad_mode="valid", has_bias=False)),
+                        (FastPatchConv(3, 5, 4), nn.Conv2d(3, 5, 4, stride=4, pad_mode="valid", has_bias=True))):
+        assert isinstance(fast, nn.Conv2d)
+        assert [(p.name, p.shape) for p in fast.get_parameters()] == [(p.name, p.shape) for p in plain.get_parameters()]
 
 
 def test_switch_off_uses_mindspore_operators(fast_ops_off):
@@ -291,6 +353,7 @@ def test_export_switch_builds_mindspore_cells():
         assert fast_ops.fast_ops_status() == (False, "exporting() block (export)")
         assert type(fast_ops.gelu()) is nn.GELU and type(fast_ops.group_norm(3)) is nn.GroupNorm
         assert type(fast_ops.depthwise_conv3x3(3)) is nn.Conv2d
+        assert type(fast_ops.conv1x1(3, 4)) is nn.Conv2d and type(fast_ops.patch_conv(3, 4, 4)) is nn.Conv2d
     assert fast_ops.fast_ops_status() == (True, "CPU aot kernels")
 
 
@@ -329,17 +392,33 @@ def test_kernels_refuse_inputs_they_cannot_take(capfd):
         kernels.group_norm(Tensor(np.ones((2, 3, 4), np.float32)), Tensor(np.ones(3, np.float32)),
                            Tensor(np.zeros(3, np.float32)), Tensor([1e-5], ms.float32))[0].asnumpy()
     assert "x must be 4-D" in capfd.readouterr().err
+    with pytest.raises(RuntimeError, match="Conv1x1Forward"):
+        kernels.conv1x1(Tensor(np.ones((2, 3, 4, 4), np.float32)), Tensor(np.ones((5, 4, 1, 1), np.float32)),
+                        Tensor(np.zeros(5, np.float32))).asnumpy()
+    assert "weight must be (C_out, C_in, 1, 1)" in capfd.readouterr().err
+
+
+def test_without_onednn_the_convolutions_stay_mindspore_cells(monkeypatch):
+    import dataclasses
+
+    kernels = fast_ops.cpu_kernels()
+    monkeypatch.setattr(fast_ops, "_build_kernels", lambda: dataclasses.replace(kernels, conv1x1=None))
+    assert type(fast_ops.conv1x1(3, 4)) is nn.Conv2d and type(fast_ops.patch_conv(3, 4, 4)) is nn.Conv2d
+    assert not FastConv1x1(3, 4).use_kernel
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     rng, x, dy = random_case((2, 16, 45, 47), 8)
-    cells = [FastGroupNorm(16), FastGELU(), FastDepthwiseConv3x3(16)]
-    for cell in cells:
+    # The 1x1 convolution with enough channels for several blocks of rows and columns in all three products.
+    wide = rng.standard_normal((2, 300, 45, 47)).astype(np.float32)
+    cases = [(FastGroupNorm(16), x, dy), (FastGELU(), x, dy), (FastDepthwiseConv3x3(16), x, dy),
+             (FastConv1x1(300, 260), wide, rng.standard_normal((2, 260, 45, 47)).astype(np.float32))]
+    for cell, _, _ in cases:
         set_random_parameters(cell, rng)
     results, sums = {}, {}
     for threads in ("1", "3"):
         monkeypatch.setenv("SNNMLP_NUM_THREADS", threads)
-        results[threads] = [run_cell(cell, x, dy) for cell in cells]
+        results[threads] = [run_cell(cell, inputs, grads) for cell, inputs, grads in cases]
         sums[threads] = SquaredSum()(Tensor(x)).asnumpy()
     assert sums["1"] == sums["3"]
     for one, three in zip(results["1"], results["3"]):
@@ -358,9 +437,13 @@ def test_network_uses_fused_cells_and_matches_mindspore_operators(monkeypatch):
     fused = SNNMLP(**kwargs)
     monkeypatch.setenv(fast_ops.ENV_SWITCH, "0")
     plain = SNNMLP(**kwargs)
-    cells = [c for _, c in fused.cells_and_names() if isinstance(c, (FastGroupNorm, FastGELU, FastDepthwiseConv3x3))]
-    # Per block: 5 GroupNorms, 4 GELUs (one shared Cell in the LIF module, one in the MLP), 1 depthwise conv.
+    fused_types = (FastGroupNorm, FastGELU, FastDepthwiseConv3x3, FastConv1x1, FastPatchConv)
+    cells = [c for _, c in fused.cells_and_names() if isinstance(c, fused_types)]
+    # Per block: 5 GroupNorms, 4 GELUs (one shared Cell in the LIF module, one in the MLP), 1 depthwise conv,
+    # 6 1x1 convolutions; one more 1x1 in each of the 3 patch mergings, and the patch embedding.
     assert len([c for c in cells if isinstance(c, FastDepthwiseConv3x3)]) == 4
+    assert len([c for c in cells if isinstance(c, FastConv1x1)]) == 4 * 6 + 3
+    assert len([c for c in cells if isinstance(c, FastPatchConv)]) == 1
     assert all(c.use_kernel for c in cells)
     assert not any(getattr(c, "use_kernel", False) for _, c in plain.cells_and_names())
     rng = np.random.default_rng(9)

@@ -2,7 +2,7 @@
 for gradient norms).
 
 On float32 NCHW tensors MindSpore 2.10 CPU takes several times PyTorch's time for GroupNorm, exact GELU and the
-depthwise 3x3 convolution (docs/PERFORMANCE.md has the figures). These Cells subclass the MindSpore layers they
+depthwise 3x3 convolution, and up to 1.6x for the 1x1 convolution (docs/PERFORMANCE.md has the figures). These Cells subclass the MindSpore layers they
 replace, so their parameters (names, shapes, initialisers) are those layers' own, and run the aot kernels of
 ``kernels/fast_ops_cpu.cc`` (forward and backward) when
 
@@ -30,8 +30,10 @@ from ..kernels.build import KernelBuildError
 from ..kernels.custom_op import log_once
 from ..kernels.export_mode import is_exporting
 
-__all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "SquaredSum", "fast_ops_status",
-           "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3"]
+__all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "FastConv1x1", "FastPatchConv",
+           "SquaredSum",
+           "fast_ops_status", "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3", "conv1x1",
+           "patch_conv"]
 
 ENV_SWITCH = "SNNMLP_FAST_OPS"
 _OFF_VALUES = ("0", "false", "off", "no")
@@ -140,6 +142,55 @@ class FastDepthwiseConv3x3(nn.Conv2d):
         return super().construct(x)
 
 
+class FastConv1x1(nn.Conv2d):
+    """1x1 convolution, ``nn.Conv2d(in_channels, out_channels, 1, pad_mode="valid", has_bias=has_bias)``
+    (parameters ``weight`` (C_out, C_in, 1, 1), ``bias`` (C_out,)), on CPU for float32 as one GEMM per sample
+    through oneDNN's sgemm (the library of MindSpore's own wheel) with the bias added in the same pass: no layout
+    reorder and no separate BiasAdd, which MindSpore's CPU Conv2D pays on every call."""
+
+    def __init__(self, in_channels, out_channels, has_bias=True):
+        super().__init__(in_channels, out_channels, 1, pad_mode="valid", has_bias=has_bias)
+        kernels = cpu_kernels()
+        self.kernel = kernels.conv1x1 if kernels else None
+        self.use_kernel = self.kernel is not None
+        # Without a bias the kernel adds zeros (their gradient is dropped).
+        self.zero_bias = Tensor(ops.zeros((out_channels,), mstype.float32))
+
+    def construct(self, x):
+        if self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32:
+            bias = self.bias if self.has_bias else self.zero_bias
+            return self.kernel(x, self.weight, bias)
+        return super().construct(x)
+
+
+class FastPatchConv(nn.Conv2d):
+    """Non-overlapping patch convolution (kernel = stride = ``patch``, no padding): ``nn.Conv2d(in_channels,
+    out_channels, patch, stride=patch, pad_mode="valid", has_bias=has_bias)``. On CPU for float32 inputs whose
+    sides divide by ``patch``, the patches are laid out as channels (one transpose) and go through the GEMM of
+    ``FastConv1x1``: MindSpore 2.10's CPU Conv2D takes ~0.4 s on SNN-MLP's (8, 3, 224, 224) patch embedding on
+    some CPUs (AVX-512), more than the rest of the network."""
+
+    def __init__(self, in_channels, out_channels, patch, has_bias=True):
+        super().__init__(in_channels, out_channels, patch, stride=patch, pad_mode="valid", has_bias=has_bias)
+        kernels = cpu_kernels()
+        self.kernel = kernels.conv1x1 if kernels else None
+        self.use_kernel = self.kernel is not None
+        self.patch = patch
+        self.zero_bias = Tensor(ops.zeros((out_channels,), mstype.float32))
+
+    def construct(self, x):
+        p = self.patch
+        if (self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32
+                and x.shape[2] % p == 0 and x.shape[3] % p == 0):
+            n, c, h, w = x.shape
+            # (N, C, H/p, p, W/p, p) -> (N, C, p, p, H/p, W/p): channel c*p*p + i*p + j, the weight's flat order
+            patches = x.reshape(n, c, h // p, p, w // p, p).transpose(0, 1, 3, 5, 2, 4).reshape(
+                n, c * p * p, h // p, w // p)
+            bias = self.bias if self.has_bias else self.zero_bias
+            return self.kernel(patches, self.weight.reshape(self.out_channels, c * p * p, 1, 1), bias)
+        return super().construct(x)
+
+
 class SquaredSum(nn.Cell):
     """``construct(x)``: the sum of squares of ``x`` as a float32 scalar, ``ops.reduce_sum(x * x)`` in float32
     (gradient norms); one fused pass on CPU for float32 (MindSpore's full ReduceSum is slow there)."""
@@ -165,6 +216,20 @@ def group_norm(num_channels, eps=1e-5):
 
 def gelu():
     return FastGELU() if cpu_kernels() else nn.GELU(approximate=False)
+
+
+def conv1x1(in_channels, out_channels, has_bias=True):
+    kernels = cpu_kernels()
+    if kernels and kernels.conv1x1 is not None:
+        return FastConv1x1(in_channels, out_channels, has_bias)
+    return nn.Conv2d(in_channels, out_channels, 1, pad_mode="valid", has_bias=has_bias)
+
+
+def patch_conv(in_channels, out_channels, patch, has_bias=True):
+    kernels = cpu_kernels()
+    if kernels and kernels.conv1x1 is not None:
+        return FastPatchConv(in_channels, out_channels, patch, has_bias)
+    return nn.Conv2d(in_channels, out_channels, patch, stride=patch, pad_mode="valid", has_bias=has_bias)
 
 
 def depthwise_conv3x3(channels, has_bias=True):

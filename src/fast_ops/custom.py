@@ -35,11 +35,14 @@ class CpuKernels:
       ``weight`` (C, 1, 3, 3), ``bias`` (C,).
     * ``squared_sum(x) -> s``: the sum of squares of a float32 tensor of any shape, a float32 scalar (summed in
       double); for gradient norms.
+    * ``conv1x1(x, weight, bias) -> y``: 1x1 convolution, ``weight`` (C_out, C_in, 1, 1), ``bias`` (C_out,), as a
+      GEMM per sample through the oneDNN of MindSpore's wheel; None where the wheel has no oneDNN.
     """
     group_norm: ops.Custom
     gelu: ops.Custom
     depthwise_conv3x3: ops.Custom
     squared_sum: ops.Custom
+    conv1x1: ops.Custom = None
 
 
 def make_cpu_kernels():
@@ -68,10 +71,20 @@ def make_cpu_kernels():
     def squared_sum_bprop(x, out, dout):
         return (2.0 * x * dout,)
 
+    conv1x1 = None
+    if FAST_OPS_CPU_RECIPE.libraries:  # built with oneDNN
+        conv1x1_backward = _custom(library, "Conv1x1Backward", ("x", "weight", "dy"), ("dx", "dweight", "dbias"))
+
+        def conv1x1_bprop(x, weight, bias, out, dout):
+            return conv1x1_backward(x, weight, dout)
+
+        conv1x1 = _custom(library, "Conv1x1Forward", ("x", "weight", "bias"), ("y",), conv1x1_bprop)
+
     return CpuKernels(
         group_norm=_custom(library, "GroupNorm1Forward", ("x", "gamma", "beta", "eps"), ("y", "mean", "rstd"),
                            norm_bprop),
         gelu=_custom(library, "GeluForward", ("x",), ("y",), gelu_bprop),
         depthwise_conv3x3=_custom(library, "DepthwiseConv3x3Forward", ("x", "weight", "bias"), ("y",), conv_bprop),
         squared_sum=_custom(library, "SquaredSum", ("x",), ("sum",), squared_sum_bprop),
+        conv1x1=conv1x1,
     )

@@ -21,6 +21,7 @@ import argparse
 import ctypes
 import fcntl
 import hashlib
+import importlib.util
 import logging
 import os
 import platform
@@ -34,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["KernelBuildError", "KernelRecipe", "LIF_CPU_RECIPE", "LIF_CUDA_RECIPE", "FAST_OPS_CPU_RECIPE", "RECIPES",
-           "INCLUDE_DIR", "kernel_cache_dir", "library_path", "build_library"]
+           "INCLUDE_DIR", "onednn_library", "kernel_cache_dir", "library_path", "build_library"]
 
 logger = logging.getLogger("snn_mlp")
 
@@ -59,6 +60,7 @@ class KernelRecipe:
     # For compilers whose version decides the flags (nvcc): compiler path -> Toolkit; its tag ends the file name.
     toolkit: object = None
     archs: tuple = ()  # what `toolkit` chooses from (part of the hash)
+    libraries: tuple = ()  # linker inputs after the source (part of the hash)
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def _plan(recipe):
     for name in recipe.headers:
         digest.update(name.encode())
         digest.update(_header_path(recipe, name).read_bytes())
-    digest.update("\0".join(recipe.flags + tuple(map(str, recipe.archs))).encode())
+    digest.update("\0".join(recipe.flags + tuple(map(str, recipe.archs)) + recipe.libraries).encode())
     if recipe.cpu_specific:
         digest.update(_cpu_fingerprint().encode())
     stem = f"{recipe.name}-{digest.hexdigest()[:16]}"
@@ -232,7 +234,7 @@ def build_library(recipe):
             return path
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         cmd = [_find_compiler(recipe), *flags, f"-I{recipe.directory}", f"-I{INCLUDE_DIR}", "-o", str(tmp),
-               str(recipe.directory / recipe.source)]
+               str(recipe.directory / recipe.source), *recipe.libraries]
         logger.info("building the %s kernel library: %s", recipe.name, " ".join(cmd))
         started = time.perf_counter()
         try:
@@ -263,13 +265,28 @@ LIF_CPU_RECIPE = KernelRecipe(
     directory=_CLIENTS / "lif" / "kernels",
 )
 
+def onednn_library():
+    """The oneDNN library inside the installed MindSpore wheel (its CPU back-end's), or None where it has none.
+    Found without importing MindSpore."""
+    spec = importlib.util.find_spec("mindspore")
+    if spec is None or spec.origin is None:
+        return None
+    found = sorted(Path(spec.origin).parent.joinpath("lib").glob("libdnnl.so.*"))
+    return found[-1] if found else None
+
+
+_ONEDNN = onednn_library()
+
 FAST_OPS_CPU_RECIPE = KernelRecipe(
     name="fast_ops_cpu",
     source="fast_ops_cpu.cc",
     headers=("cpu_parallel.h",),
     compiler="g++",
-    # The flags of lif_cpu: -march=native vectorises for this CPU (and keys the cache on it).
-    flags=LIF_CPU_RECIPE.flags,
+    # The flags of lif_cpu: -march=native vectorises for this CPU (and keys the cache on it). The 1x1
+    # convolution is compiled in when MindSpore ships oneDNN: its sgemm, linked by path (with an rpath) so
+    # the library loads with or without MindSpore imported first.
+    flags=LIF_CPU_RECIPE.flags + (("-DSNNMLP_ONEDNN",) if _ONEDNN else ()),
+    libraries=(str(_ONEDNN), f"-Wl,-rpath,{_ONEDNN.parent}") if _ONEDNN else (),
     cpu_specific=True,
     directory=_CLIENTS / "fast_ops" / "kernels",
 )

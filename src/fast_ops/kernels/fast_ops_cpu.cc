@@ -406,6 +406,130 @@ bool DepthwiseBackwardImpl(const float *x, const float *weight, const float *dy,
   return ok;
 }
 
+// ---------------------------------------------------------------- 1x1 convolution through oneDNN's sgemm
+
+#ifdef SNNMLP_ONEDNN
+}  // namespace
+
+// oneDNN's C GEMM (row-major), from the libdnnl of MindSpore's own wheel that the build links: sequential when
+// called outside a oneDNN threadpool, so the pool of cpu_parallel.h shares out the blocks. Returns 0 on success.
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                          int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+namespace {
+
+// A 1x1 convolution of NCHW tensors is, per sample, y_n (Co x HW) = W (Co x Ci) . x_n (Ci x HW): a GEMM on the
+// tensors as they lie, with no layout reorder (what MindSpore's CPU Conv2D pays on every call).
+struct Conv1x1Shape {
+  int64_t n, ci, co, plane;  // plane = H * W
+};
+
+// Blocks of a (rows x cols) matrix product handed to the threads: at most kRowBlock x kColBlock for the outputs and
+// the input gradient, kWeightRowBlock x kWeightColBlock for the weight gradient (sizes where oneDNN's sgemm ran
+// near its best on every SNN-MLP shape here, as one call per block). They depend on the shape alone, never on the
+// thread count, so every element is summed by the same GEMM call whatever the threads: results do not depend on
+// the thread count.
+constexpr int64_t kRowBlock = 256, kColBlock = 1024, kWeightRowBlock = 128, kWeightColBlock = 256;
+
+struct Blocks {
+  int64_t rows, cols, row_block, col_block;
+  Blocks(int64_t rows_, int64_t cols_, int64_t max_rows, int64_t max_cols)
+      : rows(rows_), cols(cols_), row_block(std::min(rows_, max_rows)), col_block(std::min(cols_, max_cols)) {}
+  int64_t RowBlocks() const { return (rows + row_block - 1) / row_block; }
+  int64_t ColBlocks() const { return (cols + col_block - 1) / col_block; }
+  int64_t Count() const { return RowBlocks() * ColBlocks(); }
+};
+
+bool Sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+           int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (m == 0 || n == 0) return true;
+  return dnnl_sgemm(transa, transb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc) == 0;
+}
+
+// task(i) for i in [0, count), claimed one at a time by the calling thread and the pool's helpers (blocks differ in
+// cost, so they are not pre-grouped as ParallelFor does); false if a task failed.
+template <typename Task>
+bool RunTasks(int64_t count, Task task) {
+  std::atomic<bool> ok{true};
+  auto guarded = [&](int64_t i) {
+    if (!task(i)) ok = false;
+  };
+  const int threads = cpu_parallel::ThreadLimit();
+  if (threads == 1 || count <= 1) {
+    for (int64_t i = 0; i < count; ++i) guarded(i);
+    return ok;
+  }
+  return cpu_parallel::ThreadPool::Instance().Run(count, threads - 1, guarded) && ok;
+}
+
+// y_n = W . x_n + bias, block by block; the bias is added while the block is in cache.
+bool Conv1x1ForwardImpl(const float *x, const float *weight, const float *bias, float *y, const Conv1x1Shape &s) {
+  const Blocks blocks(s.co, s.plane, kRowBlock, kColBlock);
+  return RunTasks(s.n * blocks.Count(), [&](int64_t task) {
+    const int64_t sample = task / blocks.Count(), block = task % blocks.Count();
+    const int64_t r0 = block / blocks.ColBlocks() * blocks.row_block, c0 = block % blocks.ColBlocks() * blocks.col_block;
+    const int64_t rows = std::min(blocks.row_block, s.co - r0), cols = std::min(blocks.col_block, s.plane - c0);
+    float *out = y + (sample * s.co + r0) * s.plane + c0;
+    if (!Sgemm('N', 'N', rows, cols, s.ci, weight + r0 * s.ci, s.ci, x + sample * s.ci * s.plane + c0, s.plane, 0.0f,
+               out, s.plane)) {
+      return false;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float b = bias[r0 + r];
+      float *row = out + r * s.plane;
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) row[c] += b;
+    }
+    return true;
+  });
+}
+
+// dx_n = W^T . dy_n (blocks as in the forward); dW = sum_n dy_n . x_n^T, accumulated over n in order inside each
+// block of dW; dbias = the row sums of dy, in double, by the blocks of dW's first block column.
+bool Conv1x1BackwardImpl(const float *x, const float *weight, const float *dy, float *dx, float *dweight,
+                         float *dbias, const Conv1x1Shape &s) {
+  const Blocks input_blocks(s.ci, s.plane, kRowBlock, kColBlock);
+  const Blocks weight_blocks(s.co, s.ci, kWeightRowBlock, kWeightColBlock);
+  const int64_t input_tasks = s.n * input_blocks.Count();
+  return RunTasks(input_tasks + weight_blocks.Count(), [&](int64_t task) {
+    if (task < input_tasks) {
+      const int64_t sample = task / input_blocks.Count(), block = task % input_blocks.Count();
+      const int64_t r0 = block / input_blocks.ColBlocks() * input_blocks.row_block;
+      const int64_t c0 = block % input_blocks.ColBlocks() * input_blocks.col_block;
+      const int64_t rows = std::min(input_blocks.row_block, s.ci - r0);
+      const int64_t cols = std::min(input_blocks.col_block, s.plane - c0);
+      return Sgemm('T', 'N', rows, cols, s.co, weight + r0, s.ci, dy + sample * s.co * s.plane + c0, s.plane, 0.0f,
+                   dx + (sample * s.ci + r0) * s.plane + c0, s.plane);
+    }
+    const int64_t block = task - input_tasks;
+    const int64_t r0 = block / weight_blocks.ColBlocks() * weight_blocks.row_block;
+    const int64_t c0 = block % weight_blocks.ColBlocks() * weight_blocks.col_block;
+    const int64_t rows = std::min(weight_blocks.row_block, s.co - r0), cols = std::min(weight_blocks.col_block, s.ci - c0);
+    for (int64_t sample = 0; sample < s.n; ++sample) {
+      if (!Sgemm('N', 'T', rows, cols, s.plane, dy + (sample * s.co + r0) * s.plane, s.plane,
+                 x + (sample * s.ci + c0) * s.plane, s.plane, sample == 0 ? 0.0f : 1.0f, dweight + r0 * s.ci + c0,
+                 s.ci)) {
+        return false;
+      }
+    }
+    if (c0 == 0) {
+      for (int64_t r = r0; r < r0 + rows; ++r) {
+        double total = 0.0;
+        for (int64_t sample = 0; sample < s.n; ++sample) {
+          const float *row = dy + (sample * s.co + r) * s.plane;
+          float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t c = 0; c < s.plane; ++c) sum += row[c];
+          total += sum;
+        }
+        dbias[r] = static_cast<float>(total);
+      }
+    }
+    return true;
+  });
+}
+#endif  // SNNMLP_ONEDNN
+
 // ---------------------------------------------------------------- argument checking
 
 int Fail(const char *op, const std::string &what) {
@@ -458,6 +582,19 @@ std::vector<int64_t> ShapeOf(int index, int *ndims, int64_t **shapes) {
   return std::vector<int64_t>(shapes[index], shapes[index] + ndims[index]);
 }
 
+#ifdef SNNMLP_ONEDNN
+// Reads x (N, Ci, H, W) and weight (Co, Ci, 1, 1) into `s`; an error message, or nullptr.
+const char *ReadConv1x1(int *ndims, int64_t **shapes, Conv1x1Shape *s) {
+  Nchw x{};
+  if (!ReadNchw(0, ndims, shapes, &x)) return "x must be 4-D (N, C, H, W)";
+  if (ndims[1] != 4 || shapes[1][1] != x.c || shapes[1][2] != 1 || shapes[1][3] != 1) {
+    return "weight must be (C_out, C_in, 1, 1) with C_in the channels of x";
+  }
+  *s = Conv1x1Shape{x.n, x.c, shapes[1][0], x.h * x.w};
+  return nullptr;
+}
+#endif
+
 }  // namespace
 
 extern "C" {
@@ -490,6 +627,18 @@ std::vector<int64_t> DepthwiseConv3x3ForwardInferShape(int *ndims, int64_t **sha
 std::vector<std::vector<int64_t>> DepthwiseConv3x3BackwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
   return {ShapeOf(0, ndims, shapes), ShapeOf(1, ndims, shapes), {LeadingDim(1, ndims, shapes)}};
 }
+
+#ifdef SNNMLP_ONEDNN
+std::vector<int64_t> Conv1x1ForwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  std::vector<int64_t> shape = ShapeOf(0, ndims, shapes);
+  if (shape.size() == 4) shape[1] = LeadingDim(1, ndims, shapes);
+  return shape;
+}
+
+std::vector<std::vector<int64_t>> Conv1x1BackwardInferShape(int *ndims, int64_t **shapes, AotExtra *) {
+  return {ShapeOf(0, ndims, shapes), ShapeOf(1, ndims, shapes), {LeadingDim(1, ndims, shapes)}};
+}
+#endif
 
 // ---- kernels
 
@@ -617,5 +766,46 @@ int SquaredSum(int nparam, void **params, int *ndims, int64_t **shapes, const ch
     return ok ? 0 : 1;
   });
 }
+
+#ifdef SNNMLP_ONEDNN
+int Conv1x1Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const char *op = "Conv1x1Forward";
+  return Guarded(op, [&]() -> int {
+    if (nparam != 4) return Fail(op, "takes x, weight, bias and one output");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+    Conv1x1Shape s{};
+    if (const char *error = ReadConv1x1(ndims, shapes, &s)) return Fail(op, error);
+    if (Elements(ndims[2], shapes[2]) != s.co) return Fail(op, "bias must hold one value per output channel");
+    if (s.n * s.co * s.plane == 0) return 0;
+    if (s.ci == 0) return Fail(op, "x has no channels");
+    const bool ok = Conv1x1ForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                       static_cast<const float *>(params[2]), static_cast<float *>(params[3]), s);
+    return ok ? 0 : Fail(op, "oneDNN's sgemm failed");
+  });
+}
+
+int Conv1x1Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const char *op = "Conv1x1Backward";
+  return Guarded(op, [&]() -> int {
+    if (nparam != 6) return Fail(op, "takes x, weight, dy and three outputs");
+    if (!AllFloat32(dtypes, nparam)) return Fail(op, "all inputs must be float32");
+    Conv1x1Shape s{};
+    if (const char *error = ReadConv1x1(ndims, shapes, &s)) return Fail(op, error);
+    if (Elements(ndims[2], shapes[2]) != s.n * s.co * s.plane) return Fail(op, "dy must be (N, C_out, H, W)");
+    auto *dweight = static_cast<float *>(params[4]);
+    auto *dbias = static_cast<float *>(params[5]);
+    if (s.n * s.plane == 0 || s.co * s.ci == 0) {
+      std::fill(dweight, dweight + s.co * s.ci, 0.0f);
+      std::fill(dbias, dbias + s.co, 0.0f);
+      std::fill(static_cast<float *>(params[3]), static_cast<float *>(params[3]) + s.n * s.ci * s.plane, 0.0f);
+      return 0;
+    }
+    const bool ok = Conv1x1BackwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                                        static_cast<const float *>(params[2]), static_cast<float *>(params[3]),
+                                        dweight, dbias, s);
+    return ok ? 0 : Fail(op, "oneDNN's sgemm failed");
+  });
+}
+#endif  // SNNMLP_ONEDNN
 
 }  // extern "C"
