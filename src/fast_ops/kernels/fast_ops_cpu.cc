@@ -1,6 +1,6 @@
 // Fused float32 CPU kernels for MindSpore ops.Custom(func_type="aot"): the layers of SNN-MLP that MindSpore's
-// CPU back-end runs slowly (GroupNorm with one group, exact GELU, depthwise 3x3 convolution), forward and
-// backward, and the sum of squares of a tensor (gradient norms). src/fast_ops/__init__.py wraps them as Cells;
+// CPU back-end runs slowly (GroupNorm with one group, exact GELU, depthwise 3x3 convolution, 1x1 convolution),
+// forward and backward, and the sum of squares of a tensor (gradient norms). src/fast_ops/__init__.py wraps them as Cells;
 // tests/test_fast_ops.py checks them against numpy.
 //
 //   GroupNorm1Forward:   x (N,C,H,W), gamma (C,), beta (C,), eps (1,)  -> y like x, mean (N,), rstd (N,)
@@ -10,8 +10,10 @@
 //   DepthwiseConv3x3Forward:  x (N,C,H,W), weight (C,1,3,3), bias (C,) -> y (N,C,H,W)   (stride 1, padding 1)
 //   DepthwiseConv3x3Backward: x, weight, dy                            -> dx, dweight (C,1,3,3), dbias (C,)
 //   SquaredSum:          x (any shape)                                 -> sum of x^2, a scalar
+//   Conv1x1Forward:      x (N,Ci,H,W), weight (Co,Ci,1,1), bias (Co,)  -> y (N,Co,H,W)   (with SNNMLP_ONEDNN)
+//   Conv1x1Backward:     x, weight, dy                                 -> dx, dweight (Co,Ci,1,1), dbias (Co,)
 //
-// Work is split over the N*C planes (or, for GELU and SquaredSum, over equal chunks) and shared out dynamically
+// Work is split over the N*C planes (or, for GELU and SquaredSum, over equal chunks; for the GEMMs, over blocks) and shared out dynamically
 // between the calling thread and a pool of helper threads started once (cpu_parallel.h); SNNMLP_NUM_THREADS caps
 // the threads a call uses (default: all hardware threads), as for the LIF kernel. Inner loops run along the
 // contiguous W axis and are written so that the compiler vectorises them (-O3 -march=native -fopenmp-simd).
@@ -419,7 +421,7 @@ extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_
 namespace {
 
 // A 1x1 convolution of NCHW tensors is, per sample, y_n (Co x HW) = W (Co x Ci) . x_n (Ci x HW): a GEMM on the
-// tensors as they lie, with no layout reorder (what MindSpore's CPU Conv2D pays on every call).
+// tensors as they lie.
 struct Conv1x1Shape {
   int64_t n, ci, co, plane;  // plane = H * W
 };
