@@ -98,7 +98,7 @@ def test_without_a_compiler_pillow_does_the_work_and_says_so(monkeypatch, caplog
                              fillcolor=FILL)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
     assert [r.getMessage() for r in caplog.records].count(
-        "RandAugment's affine ops use Pillow (the same result, slower): no g++") == 1
+        "RandAugment's geometric ops use Pillow (the same result, slower): no g++") == 1
 
 
 def test_lanczos_interpolation_keeps_rand_augment_working():
