@@ -1,9 +1,9 @@
 """timm's RandAugment in PIL, driven by an explicit numpy Generator (every draw reproducible from the
-sample's seed). The geometric ops go through ``affine`` (Pillow's result, byte for byte, faster).
+sample's seed). The geometric ops go through ``pil_kernels`` (Pillow's bytes, faster).
 """
 from PIL import Image, ImageEnhance, ImageOps
 
-from .affine import affine, rotate
+from .pil_kernels import affine, rotate
 
 __all__ = ["RandAugment", "parse_rand_augment", "AFFINE_RESAMPLES"]
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from .aug import INTERPOLATIONS
+from .pil_kernels import resize
 from .rand_augment import AFFINE_RESAMPLES, parse_rand_augment
 from .seeding import STREAM_ERASE
 
@@ -75,7 +76,7 @@ def _resized_rgb(img, box, size, resample):
     img, box = _reduced_decode(img, box, size)
     if img.mode not in ("RGB", "L"):  # palette, alpha, 16-bit...: to RGB first, as a decode to RGB would
         img = img.convert("RGB")
-    out = img.resize((size, size), resample, box=box)
+    out = resize(img, (size, size), resample, box)  # Pillow's bytes; faster for RGB bicubic/bilinear
     return out if out.mode == "RGB" else out.convert("RGB")  # grey: resampling commutes with the replication
 
 

@@ -1,16 +1,18 @@
-"""RandAugment's geometric ops through the C++ kernel (src/data/affine.py): byte for byte Pillow's
-``Image.transform(..., AFFINE, ...)`` / ``Image.rotate``, the same draws per seed, Pillow where it cannot build."""
+"""The Pillow-exact C++ kernels (src/data/pil_kernels.py): RandAugment's geometric ops byte for byte Pillow's
+``Image.transform(..., AFFINE, ...)`` / ``Image.rotate``, the crop resize Pillow's ``Image.resize(..., box)``;
+the same draws per seed; Pillow where the kernels cannot be built."""
 import logging
 
 import numpy as np
+import PIL
 import pytest
 from PIL import Image
 
-from src.data import affine as affine_module
-from src.data.affine import affine, affine_kernel, rotate
+from src.data import pil_kernels as pil_kernels_module
+from src.data.pil_kernels import affine, pil_kernels, resize, rotate
 from src.data.aug import resolve_aug
 from src.data.rand_augment import parse_rand_augment
-from src.data.transforms import TrainTransform
+from src.data.transforms import EvalTransform, TrainTransform
 from src.kernels.build import KernelBuildError
 
 FILL = (124, 116, 104)  # the recipe's: the ImageNet mean in bytes
@@ -39,9 +41,9 @@ def _matrices(width, height):
 
 @pytest.fixture(scope="module")
 def kernel():
-    if affine_kernel() is None:
-        pytest.skip("no C++ compiler: the affine ops run in Pillow")
-    return affine_kernel()
+    if pil_kernels() is None:
+        pytest.skip("no C++ compiler: Pillow does the work")
+    return pil_kernels()
 
 
 @pytest.mark.parametrize("size", [(224, 224), (223, 197), (1, 5), (5, 1), (2, 3)])
@@ -77,7 +79,7 @@ def test_rand_augment_draws_and_outputs_match_the_pillow_path(kernel, monkeypatc
         return np.asarray(ra(img, rng)), rng.random()  # the output, and the draw after the last one used
 
     fast = [run(seed) for seed in range(60)]
-    monkeypatch.setattr(affine_module, "_kernel", [None])  # Pillow does the geometric ops
+    monkeypatch.setattr(pil_kernels_module, "_library", [None])  # Pillow does the geometric ops
     for seed, (out, next_draw) in enumerate(fast):
         expected, expected_next = run(seed)
         np.testing.assert_array_equal(out, expected, err_msg=f"seed {seed}")
@@ -88,8 +90,8 @@ def test_without_a_compiler_pillow_does_the_work_and_says_so(monkeypatch, caplog
     def no_compiler(recipe):
         raise KernelBuildError("no g++")
 
-    monkeypatch.setattr(affine_module, "build_library", no_compiler)
-    monkeypatch.setattr(affine_module, "_kernel", [])
+    monkeypatch.setattr(pil_kernels_module, "build_library", no_compiler)
+    monkeypatch.setattr(pil_kernels_module, "_library", [])
     img = _images(20, 10)[0]
     with caplog.at_level(logging.WARNING, logger="snn_mlp"):
         out = affine(img, (1, 0.3, 0, 0, 1, 0), FILL, Image.Resampling.BICUBIC)
@@ -98,7 +100,73 @@ def test_without_a_compiler_pillow_does_the_work_and_says_so(monkeypatch, caplog
                              fillcolor=FILL)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
     assert [r.getMessage() for r in caplog.records].count(
-        "RandAugment's geometric ops use Pillow (the same result, slower): no g++") == 1
+        "RandAugment's geometric ops and the crop resize use Pillow (the same result, slower): no g++") == 1
+
+
+def _boxes(width, height, rng):
+    """Crop boxes as the pipeline draws them (integers; fractions after a reduced JPEG decode), the whole
+    image, thin strips, boxes on the edges, and boxes smaller than the output (upscaling)."""
+    out = [(0, 0, width, height), (0.0, 0.0, width / 3, height / 5), (width - 1.5, 0.25, width, height),
+           (0, height - 1, width, height), (0.5, 0.5, 1.75, 1.25)]
+    for _ in range(12):
+        x0, x1 = np.sort(rng.uniform(0, width - 0.5, 2))
+        y0, y1 = np.sort(rng.uniform(0, height - 0.5, 2))
+        out.append((x0, y0, x1 + 0.5, y1 + 0.5))
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        out.append((x, y, int(rng.integers(x + 1, width + 1)), int(rng.integers(y + 1, height + 1))))
+    return out
+
+
+@pytest.mark.parametrize("resample", FILTERS, ids=lambda r: r.name)
+def test_resize_equals_pillow_byte_for_byte(kernel, resample):
+    assert pil_kernels_module._checked_resize_order(kernel) is not None  # the kernel resizes, not Pillow
+    rng = np.random.default_rng(5)
+    for width, height in ((500, 375), (300, 500), (97, 61), (3, 2)):  # (300, 500): Pillow 13 goes y first
+        for img in _images(width, height, seed=width):
+            for box in _boxes(width, height, rng):
+                for size in ((224, 224), (37, 53)):
+                    expected = img.resize(size, resample, box=box)
+                    np.testing.assert_array_equal(np.asarray(resize(img, size, resample, box)),
+                                                  np.asarray(expected), err_msg=f"{img.size} {box} {size}")
+
+
+def test_a_resize_order_that_disagrees_with_pillow_is_caught(kernel, monkeypatch, caplog):
+    """The load-time probe refuses a pass order the installed Pillow does not use: Pillow resizes then."""
+    right = pil_kernels_module._pass_order(int(PIL.__version__.split(".")[0]))
+    wrong = (pil_kernels_module._vertical_first_pillow13 if right is pil_kernels_module._horizontal_first
+             else pil_kernels_module._horizontal_first)
+    monkeypatch.setattr(pil_kernels_module, "_pass_order", lambda major: wrong)
+    monkeypatch.setattr(pil_kernels_module, "_resize_order", [])
+    img = _images(300, 500)[0]
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        out = resize(img, (224, 224), Image.Resampling.BICUBIC, (0, 0, 300, 500))
+    assert pil_kernels_module._resize_order == [None] and "the crop resize uses Pillow" in caplog.text
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(img.resize((224, 224), Image.Resampling.BICUBIC)))
+
+
+def test_the_pipelines_geometry_is_pillows_on_jpegs(kernel, monkeypatch, tmp_path):
+    """Train (random crops, DCT-scaled decodes included) and eval geometry on JPEGs: the kernel's bytes are
+    Pillow's, for every sample."""
+    train, evaluate = TrainTransform(224, resolve_aug(None)), EvalTransform(224, resolve_aug(None))
+    blobs = []
+    for width, height in ((640, 480), (1400, 900), (300, 500)):
+        data = tmp_path / f"{width}.jpg"
+        _images(width, height)[1].save(data, "JPEG", quality=90)
+        blobs.append(data)
+
+    def run():
+        out = []
+        for path in blobs:
+            for seed in range(8):
+                out.append(np.asarray(train.geometry(Image.open(path), np.random.default_rng(seed))))
+            out.append(np.asarray(evaluate.geometry(Image.open(path))))
+        return out
+
+    assert pil_kernels_module._checked_resize_order(kernel) is not None
+    fast = run()
+    monkeypatch.setattr(pil_kernels_module, "_library", [None])
+    for got, expected in zip(fast, run()):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_lanczos_interpolation_keeps_rand_augment_working():
