@@ -128,6 +128,8 @@ def test_resize_equals_pillow_byte_for_byte(kernel, resample):
                     expected = img.resize(size, resample, box=box)
                     np.testing.assert_array_equal(np.asarray(resize(img, size, resample, box)),
                                                   np.asarray(expected), err_msg=f"{img.size} {box} {size}")
+    with pytest.raises(ValueError, match="box can't be empty"):  # Pillow's own check, message and all
+        resize(img, (224, 224), resample, (2, 1, 1, 2))
 
 
 def test_a_resize_order_that_disagrees_with_pillow_is_caught(kernel, monkeypatch, caplog):

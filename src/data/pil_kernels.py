@@ -172,7 +172,8 @@ def resize(img, size, resample, box):
     # Pillow skips a pass whose axis is unchanged (its own test, box edge against the output size).
     both_passes = (size[0] != width or box[0] or box[2] != size[0]) and (size[1] != height or box[1]
                                                                          or box[3] != size[1])
-    order = _checked_resize_order(kernels) if kernels is not None and both_passes else None
+    valid = 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height  # else Pillow's own error
+    order = _checked_resize_order(kernels) if kernels is not None and both_passes and valid else None
     if order is None:
         return img.resize(size, resample, box=box)
     return _kernel_resize(kernels, order, img, size, resample, box)
