@@ -303,7 +303,12 @@ extern "C" int snnmlp_resize_region(int in_w, int in_h, const double* box, int o
 namespace {
 
 // Every pass filters along the row index of a row-major array, over whole rows (vectorised); the horizontal
-// pass runs on transposed data. RGBX pixels (4 bytes) move as one uint32.
+// pass runs on transposed data. RGBX pixels move as one uint32 (the X byte rides along, never read back).
+constexpr int kPixelBytes = 4;
+
+const uint8_t* as_bytes(const uint32_t* pixels) { return reinterpret_cast<const uint8_t*>(pixels); }
+uint8_t* as_bytes(uint32_t* pixels) { return reinterpret_cast<uint8_t*>(pixels); }
+
 void filter_rows(const Taps& t, const uint8_t* in, std::ptrdiff_t in_stride, int base, std::ptrdiff_t width,
                  uint8_t* out) {
   std::vector<int32_t> sum(width);
@@ -343,23 +348,24 @@ extern "C" int snnmlp_resize_rgbx(const uint32_t* src, std::ptrdiff_t stride, in
   const Resize r(in_w, in_h, box, out_w, out_h, bicubic);
   if (!r.regular()) return 1;
   const int cols = x1 - x0;
-  auto bytes = [](const uint32_t* p) { return reinterpret_cast<const uint8_t*>(p); };
-  auto bytes_out = [](uint32_t* p) { return reinterpret_cast<uint8_t*>(p); };
   if (vertical_first) {
-    std::vector<uint32_t> down(static_cast<size_t>(out_h) * cols), across_t(static_cast<size_t>(cols) * out_h),
+    std::vector<uint32_t> down(static_cast<size_t>(out_h) * cols), down_t(static_cast<size_t>(cols) * out_h),
         out_t(static_cast<size_t>(out_w) * out_h);
-    filter_rows(r.down, bytes(src), stride * 4, y0, cols * 4, bytes_out(down.data()));
-    transpose(down.data(), cols, out_h, cols, across_t.data());
-    filter_rows(r.across, bytes(across_t.data()), out_h * 4, x0, out_h * 4, bytes_out(out_t.data()));
+    filter_rows(r.down, as_bytes(src), stride * kPixelBytes, y0, cols * kPixelBytes, as_bytes(down.data()));
+    transpose(down.data(), cols, out_h, cols, down_t.data());
+    filter_rows(r.across, as_bytes(down_t.data()), out_h * kPixelBytes, x0, out_h * kPixelBytes,
+                as_bytes(out_t.data()));
     transpose(out_t.data(), out_h, out_w, out_h, dst);
   } else {
     const int rows = r.down.end() - r.down.begin();
     std::vector<uint32_t> src_t(static_cast<size_t>(cols) * rows), across_t(static_cast<size_t>(out_w) * rows),
         across(static_cast<size_t>(rows) * out_w);
     transpose(src + (r.down.begin() - y0) * stride, stride, rows, cols, src_t.data());
-    filter_rows(r.across, bytes(src_t.data()), rows * 4, x0, rows * 4, bytes_out(across_t.data()));
+    filter_rows(r.across, as_bytes(src_t.data()), rows * kPixelBytes, x0, rows * kPixelBytes,
+                as_bytes(across_t.data()));
     transpose(across_t.data(), rows, out_w, rows, across.data());
-    filter_rows(r.down, bytes(across.data()), out_w * 4, r.down.begin(), out_w * 4, bytes_out(dst));
+    filter_rows(r.down, as_bytes(across.data()), out_w * kPixelBytes, r.down.begin(), out_w * kPixelBytes,
+                as_bytes(dst));
   }
   return 0;
 }
