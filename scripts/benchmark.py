@@ -774,6 +774,7 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
     import numpy as np
     from PIL import Image
 
+    from src.data import pil_kernels
     from src.data.aug import resolve_aug
     from src.data.layout import scan_split, split_folder
     from src.data.mixup import MixupCutmix
@@ -804,6 +805,15 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
         with open(path, "rb") as f:
             return f.read()
 
+    def in_pillow(fn):  # fn with the Pillow-exact kernels off (src/data/pil_kernels.py): Pillow, as before
+        def run(*args):
+            library, pil_kernels._library[:] = pil_kernels._library[:], [None]
+            try:
+                return fn(*args)
+            finally:
+                pil_kernels._library[:] = library
+        return run
+
     def through_pipe(array):
         parent.send(array)
         return child.recv()
@@ -818,7 +828,11 @@ def stage_profile(root, image_size, batch_size, repeats, record, images=32):
             list(zip(decoded, rngs()))),
         "decode+crop+resize as run (draft, one resampling)": per_image(
             lambda b, r: train.geometry(Image.open(io.BytesIO(b)), r), list(zip(blobs, rngs()))),
+        "decode+crop+resize, the resize in Pillow (as before)": per_image(
+            in_pillow(lambda b, r: train.geometry(Image.open(io.BytesIO(b)), r)), list(zip(blobs, rngs()))),
         "flip + RandAugment": per_image(train.augment, list(zip(cropped, rngs()))),
+        "flip + RandAugment, Shear/Translate/Rotate in Pillow (as before)": per_image(
+            in_pillow(train.augment), list(zip(cropped, rngs()))),
         "eval: decode+resize+centre crop as run": per_image(lambda b: evaluate.geometry(Image.open(io.BytesIO(b))),
                                                             [(b,) for b in blobs]),
         "eval: resize then crop (as before)": per_image(

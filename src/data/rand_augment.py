@@ -1,9 +1,14 @@
 """timm's RandAugment in PIL, driven by an explicit numpy Generator (every draw reproducible from the
-sample's seed).
+sample's seed). The geometric ops go through ``pil_kernels`` (Pillow's bytes, faster).
 """
 from PIL import Image, ImageEnhance, ImageOps
 
-__all__ = ["RandAugment", "parse_rand_augment"]
+from .pil_kernels import affine, rotate
+
+__all__ = ["RandAugment", "parse_rand_augment", "AFFINE_RESAMPLES"]
+
+# The filters Pillow's affine transforms accept (LANCZOS and the like raise in Image.transform).
+AFFINE_RESAMPLES = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
 def _negate_half(value, rng):
@@ -23,18 +28,13 @@ def _posterize(img, bits):
     return img.point([i & mask for i in range(256)] * len(img.getbands()))
 
 
-def _affine(img, matrix, fill, resample):
-    return img.transform(img.size, Image.Transform.AFFINE, matrix, resample=resample, fillcolor=fill)
-
-
 # name -> (apply(img, arg, fill, resample), level(magnitude, rng) -> arg or None). Levels follow timm's
 # RandAugment on a 0..10 scale; the "Increasing" variants grow stronger with the magnitude.
 _RAND_OPS = {
     "AutoContrast": (lambda img, arg, fill, rs: ImageOps.autocontrast(img), None),
     "Equalize": (lambda img, arg, fill, rs: ImageOps.equalize(img), None),
     "Invert": (lambda img, arg, fill, rs: ImageOps.invert(img), None),
-    "Rotate": (lambda img, deg, fill, rs: img.rotate(deg, resample=rs, fillcolor=fill),
-               lambda m, rng: _negate_half(m / 10 * 30.0, rng)),
+    "Rotate": (rotate, lambda m, rng: _negate_half(m / 10 * 30.0, rng)),
     "Posterize": (lambda img, bits, fill, rs: _posterize(img, bits),
                   lambda m, rng: int(m / 10 * 4)),
     "PosterizeIncreasing": (lambda img, bits, fill, rs: _posterize(img, bits),
@@ -58,13 +58,13 @@ _RAND_OPS = {
                   lambda m, rng: m / 10 * 1.8 + 0.1),
     "SharpnessIncreasing": (lambda img, f, fill, rs: ImageEnhance.Sharpness(img).enhance(f),
                             lambda m, rng: max(0.1, 1.0 + _negate_half(m / 10 * 0.9, rng))),
-    "ShearX": (lambda img, s, fill, rs: _affine(img, (1, s, 0, 0, 1, 0), fill, rs),
+    "ShearX": (lambda img, s, fill, rs: affine(img, (1, s, 0, 0, 1, 0), fill, rs),
                lambda m, rng: _negate_half(m / 10 * 0.3, rng)),
-    "ShearY": (lambda img, s, fill, rs: _affine(img, (1, 0, 0, s, 1, 0), fill, rs),
+    "ShearY": (lambda img, s, fill, rs: affine(img, (1, 0, 0, s, 1, 0), fill, rs),
                lambda m, rng: _negate_half(m / 10 * 0.3, rng)),
-    "TranslateXRel": (lambda img, pct, fill, rs: _affine(img, (1, 0, pct * img.size[0], 0, 1, 0), fill, rs),
+    "TranslateXRel": (lambda img, pct, fill, rs: affine(img, (1, 0, pct * img.size[0], 0, 1, 0), fill, rs),
                       lambda m, rng: _negate_half(m / 10 * 0.45, rng)),
-    "TranslateYRel": (lambda img, pct, fill, rs: _affine(img, (1, 0, 0, 0, 1, pct * img.size[1]), fill, rs),
+    "TranslateYRel": (lambda img, pct, fill, rs: affine(img, (1, 0, 0, 0, 1, pct * img.size[1]), fill, rs),
                       lambda m, rng: _negate_half(m / 10 * 0.45, rng)),
 }
 _RAND_TRANSFORMS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd",
@@ -85,6 +85,9 @@ class RandAugment:
         unknown = [op for op in ops if op not in _RAND_OPS]
         if unknown:
             raise ValueError(f"unknown RandAugment ops {unknown}; known: {sorted(_RAND_OPS)}")
+        if resample not in AFFINE_RESAMPLES:
+            raise ValueError(f"RandAugment resample must be one of {[r.name for r in AFFINE_RESAMPLES]} (what "
+                             f"Pillow's affine transforms take), got {resample!r}")
         self.ops, self.num_layers = tuple(ops), int(num_layers)
         self.magnitude, self.magnitude_std, self.magnitude_max = float(magnitude), float(magnitude_std), \
             float(magnitude_max)
