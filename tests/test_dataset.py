@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, color_index, count_images
 from src.data.aug import resolve_aug
-from src.data.sampler import EpochKeySampler
+from src.data.sampler import EpochBatchSampler, EpochKeySampler
 from src.data.transforms import EvalTransform, TrainTransform, random_resized_crop_box
 from src.dataset import (DEFAULT_AUG, IMAGENET_MEAN, IMAGENET_STD, MixupCutmix, create_dataset, get_num_classes,
                          parse_rand_augment, unreadable_report)
@@ -73,6 +73,39 @@ def test_same_seed_same_batches_whatever_the_worker_count(image_folder):
     np.testing.assert_array_equal(image_a, image_mp)
     np.testing.assert_array_equal(label_a, label_mp)
     assert not np.array_equal(image_a, first_batch(make(1, 1))[0])
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_every_batch_of_every_epoch_is_the_same_whatever_the_worker_count(image_folder, train):
+    # Several threads load a batch and queue the next one; over two epochs (the queued batch never crosses an
+    # epoch's end) and with a short last eval batch, every batch equals one thread's.
+    root = image_folder(num_classes=2, per_class={"train": 9, "val": 5})
+    runs = [batches(create_dataset(root, train, 4, image_size=16, num_classes=2, seed=3, num_workers=workers),
+                    num_epochs=2) for workers in (1, 2, 3)]
+    assert [len(epoch) for epoch in runs[0]] == ([4, 4] if train else [3, 3])
+    for other in runs[1:]:
+        for epoch, epoch_one in zip(other, runs[0]):
+            for (image, label), (image_one, label_one) in zip(epoch, epoch_one, strict=True):
+                np.testing.assert_array_equal(image, image_one)
+                np.testing.assert_array_equal(label, label_one)
+
+
+def test_batches_loaded_out_of_order_are_the_batches_in_order(image_folder):
+    from src import dataset as dataset_module
+
+    root = image_folder(num_classes=2, per_class={"train": 9})
+    dataset = create_dataset(root, True, 2, image_size=8, num_classes=2, seed=4, num_workers=2, aug=PLAIN)
+    in_order = batches(dataset)
+    made = []
+    real = dataset_module._BatchSource
+    with pytest.MonkeyPatch.context() as patch:  # catch the source the pipeline is built on
+        patch.setattr(dataset_module, "_BatchSource", lambda *args: made.append(real(*args)) or made[-1])
+        create_dataset(root, True, 2, image_size=8, num_classes=2, seed=4, num_workers=2, aug=PLAIN)
+    source = made[0]
+    for batch in (2, 0, 3, 1, 1):  # jumps drop the batch queued for elsewhere
+        image, label = source[batch]
+        np.testing.assert_array_equal(image, in_order[batch][0])
+        np.testing.assert_array_equal(label, in_order[batch][1])
 
 
 def test_default_workers_stay_single_for_cheap_samples(image_folder, caplog):
@@ -314,6 +347,20 @@ def test_sampler_keys_encode_epoch_and_shard():
     assert [k % 23 for k in epochs[0][0]] != [k % 23 for k in epochs[0][1]]  # reshuffled
     eval_sampler = EpochKeySampler(23, 1, 3, shuffle=False, seed=5)
     assert len(eval_sampler) == 8 and list(iter(eval_sampler)) == list(range(1, 23, 3))
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_batch_sampler_cuts_the_key_sampler_into_consecutive_batches(drop_remainder):
+    keys = EpochKeySampler(23, 1, 3, shuffle=True, seed=5)
+    sampler = EpochBatchSampler(EpochKeySampler(23, 1, 3, shuffle=True, seed=5), 3, drop_remainder)
+    assert len(sampler) == (2 if drop_remainder else 3)
+    for epoch in range(2):
+        ids = list(iter(sampler))
+        assert ids == list(range(epoch * len(sampler), (epoch + 1) * len(sampler)))
+        expected = list(iter(keys))  # the same epoch of the key sampler
+        if drop_remainder:
+            expected = expected[:6]
+        assert [key for batch_id in ids for key in sampler.keys(batch_id)] == expected
 
 
 # ------------------------------------------------------------------------------------- unreadable files

@@ -1,4 +1,4 @@
-"""The sampler: this rank's shard of an epoch as keys ``epoch * num_images + index``.
+"""The samplers: this rank's shard of an epoch as keys ``epoch * num_images + index``, and its batches of them.
 """
 import numpy as np
 
@@ -6,7 +6,7 @@ import mindspore.dataset as ds
 
 from .seeding import STREAM_SHUFFLE
 
-__all__ = ["EpochKeySampler"]
+__all__ = ["EpochKeySampler", "EpochBatchSampler"]
 
 
 class EpochKeySampler(ds.Sampler):
@@ -39,3 +39,28 @@ class EpochKeySampler(ds.Sampler):
         if self.shuffle:
             return self.num_images // self.rank_size
         return len(range(self.rank_id, self.num_images, self.rank_size))
+
+
+class EpochBatchSampler(ds.Sampler):
+    """Yields batch ids ``epoch * batches_per_epoch + b``, one epoch per ``__iter__``; ``keys(batch_id)`` are that
+    batch's keys: consecutive runs of ``batch_size`` of ``EpochKeySampler``'s (the last run shorter unless
+    ``drop_remainder``), so batches are those of batching the key sampler's samples in order."""
+
+    def __init__(self, keys, batch_size, drop_remainder):
+        self.key_sampler, self.batch_size, self.drop_remainder = keys, batch_size, drop_remainder
+        self._epoch, self._shard = 0, (None, None)
+        super().__init__()  # reads len(self)
+
+    def keys(self, batch_id):
+        epoch, batch = divmod(int(batch_id), len(self))
+        if self._shard[0] != epoch:  # cached: an epoch's permutation is drawn once, not per batch
+            self._shard = (epoch, epoch * self.key_sampler.num_images + self.key_sampler.shard(epoch))
+        return self._shard[1][batch * self.batch_size:(batch + 1) * self.batch_size].tolist()
+
+    def __iter__(self):
+        epoch, self._epoch = self._epoch, self._epoch + 1
+        return iter(range(epoch * len(self), (epoch + 1) * len(self)))
+
+    def __len__(self):
+        samples = len(self.key_sampler)
+        return samples // self.batch_size if self.drop_remainder else -(-samples // self.batch_size)

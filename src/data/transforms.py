@@ -166,7 +166,7 @@ class RandomErasing:
 
 class BatchFinisher:
     """A batch of HWC uint8 images -> normalised float32 NCHW, erased and mixed in place (training), in one
-    pass over the batch in the loader's batch workers: no per-image C++ round trips, no extra copies."""
+    pass over the batch in the loader thread: no per-image C++ round trips, no extra copies."""
 
     def __init__(self, aug, erasing=None, mixing=None):
         self.mean = np.array([255.0 * m for m in aug["mean"]], np.float32).reshape(1, 3, 1, 1)
