@@ -486,16 +486,17 @@ bool Conv1x1ForwardImpl(const float *x, const float *weight, const float *bias, 
   });
 }
 
-// dx_n = W^T . dy_n (blocks as in the forward); dW = sum_n dy_n . x_n^T, accumulated over n in order inside each
-// block of dW; dbias = the row sums of dy, in double, by the blocks of dW's first block column.
+// dW = sum_n dy_n . x_n^T, accumulated over n in order inside each block of dW; dbias = the row sums of dy, in
+// double, by the blocks of dW's first block column; dx_n = W^T . dy_n (blocks as in the forward). The dW blocks
+// come first: each is a long task (all samples), and taken last one would keep a thread busy alone at the end.
 bool Conv1x1BackwardImpl(const float *x, const float *weight, const float *dy, float *dx, float *dweight,
                          float *dbias, const Conv1x1Shape &s) {
-  const Blocks input_blocks(s.ci, s.plane, kRowBlock, kColBlock);
   const Blocks weight_blocks(s.co, s.ci, kWeightRowBlock, kWeightColBlock);
-  const int64_t input_tasks = s.n * input_blocks.Count();
-  return RunTasks(input_tasks + weight_blocks.Count(), [&](int64_t task) {
-    if (task < input_tasks) {
-      const int64_t sample = task / input_blocks.Count(), block = task % input_blocks.Count();
+  const Blocks input_blocks(s.ci, s.plane, kRowBlock, kColBlock);
+  return RunTasks(weight_blocks.Count() + s.n * input_blocks.Count(), [&](int64_t task) {
+    if (task >= weight_blocks.Count()) {
+      const int64_t sample = (task - weight_blocks.Count()) / input_blocks.Count();
+      const int64_t block = (task - weight_blocks.Count()) % input_blocks.Count();
       const int64_t r0 = block / input_blocks.ColBlocks() * input_blocks.row_block;
       const int64_t c0 = block % input_blocks.ColBlocks() * input_blocks.col_block;
       const int64_t rows = std::min(input_blocks.row_block, s.ci - r0);
@@ -503,9 +504,8 @@ bool Conv1x1BackwardImpl(const float *x, const float *weight, const float *dy, f
       return Sgemm('T', 'N', rows, cols, s.co, weight + r0, s.ci, dy + sample * s.co * s.plane + c0, s.plane, 0.0f,
                    dx + (sample * s.ci + r0) * s.plane + c0, s.plane);
     }
-    const int64_t block = task - input_tasks;
-    const int64_t r0 = block / weight_blocks.ColBlocks() * weight_blocks.row_block;
-    const int64_t c0 = block % weight_blocks.ColBlocks() * weight_blocks.col_block;
+    const int64_t r0 = task / weight_blocks.ColBlocks() * weight_blocks.row_block;
+    const int64_t c0 = task % weight_blocks.ColBlocks() * weight_blocks.col_block;
     const int64_t rows = std::min(weight_blocks.row_block, s.co - r0), cols = std::min(weight_blocks.col_block, s.ci - c0);
     for (int64_t sample = 0; sample < s.n; ++sample) {
       if (!Sgemm('N', 'T', rows, cols, s.plane, dy + (sample * s.co + r0) * s.plane, s.plane,
