@@ -12,7 +12,8 @@ Evaluation resizes the shorter side to ``int(image_size / crop_pct)`` (bicubic),
 normalises.
 
 How it is built, and why (the parts live in ``src/data/``: ``layout``, ``unreadable``, ``aug``,
-``rand_augment``, ``transforms``, ``mixup``, ``sampler``, ``seeding``; this module puts them together):
+``rand_augment``, ``pil_kernels``, ``transforms``, ``mixup``, ``sampler``, ``seeding``; this module puts them
+together):
 
 * The file list is scanned by ``data.layout`` rather than by ``ImageFolderDataset``, because reporting an
   unreadable file by its path, sharding and counting all need it.
@@ -43,7 +44,9 @@ How it is built, and why (the parts live in ``src/data/``: ``layout``, ``unreada
 import io
 import logging
 import os
+import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -74,7 +77,7 @@ _PROBE_MIN_GAIN = 1.1
 
 
 class _ImageSource:
-    """Random access ``key -> (HWC uint8 image, int32 label, int64 key)``; runs inside the loader workers."""
+    """Random access ``key -> (HWC uint8 image, int32 label, int64 key)``; runs in the threads of ``_BatchSource``."""
 
     def __init__(self, table, transform, image_size, seed, split, train):
         self.table, self.transform, self.image_size = table, transform, image_size
@@ -173,17 +176,18 @@ class _ImageSource:
 
 class _BatchSource:
     """Random access ``batch id -> finished batch``: the batch's samples loaded by ``workers`` threads of this
-    source's own pool, then normalised, erased and mixed (``BatchFinisher``).
+    source's own pool, then normalised, erased and mixed (``BatchFinisher``) in the calling thread.
 
     MindSpore calls it from one loader thread, so the per-batch Python work and the hand-over to MindSpore
-    happen once per batch. (Handing single samples from several MindSpore worker threads made 2 workers
-    slower than 1 on 2 cores: 327 against 384 images/s, with one core busy, while the same samples loaded in
-    2 threads of a plain pool went 1.5x faster than in 1.)
+    happen once per batch, and the pool loads the next batch of the epoch meanwhile. (Handing single samples
+    from several MindSpore worker threads made 2 workers slower than 1 on 2 cores, 307 against 416 images/s,
+    with about one core busy: they serialised on the GIL.) Calls may overlap (two iterators of one dataset):
+    the bookkeeping of queued batches is locked, and a call only cancels batches nobody waits for.
     """
 
     def __init__(self, source, sampler, finisher, workers):
         self.source, self.sampler, self.finisher, self.workers = source, sampler, finisher, workers
-        self._pool, self._ahead = None, {}
+        self._pool, self._ahead, self._lock = None, {}, threading.Lock()
 
     def __len__(self):
         return len(self.sampler)
@@ -192,18 +196,16 @@ class _BatchSource:
         return [self._pool.submit(self.source.__getitem__, key) for key in self.sampler.keys(batch_id)]
 
     def _load(self, batch_id):
-        if self.workers == 1:
-            return [self.source[key] for key in self.sampler.keys(batch_id)]
-        if self._pool is None:  # made on first use, in the process that iterates
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="snn_mlp_loader")
-        futures = self._ahead.pop(batch_id, None) or self._submit(batch_id)
-        for stale in self._ahead.values():  # the loader jumped: drop what was queued for elsewhere
-            for future in stale:
-                future.cancel()
-        # The next batch of the epoch is queued behind this one, so the threads keep loading while this batch is
-        # finished and consumed.
-        following = batch_id + 1
-        self._ahead = {following: self._submit(following)} if following % len(self) else {}
+        with self._lock:
+            if self._pool is None:  # made on first use, in the process that iterates; shut down with the source
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="snn_mlp_loader")
+                weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+            futures = self._ahead.pop(batch_id, None) or self._submit(batch_id)
+            for stale in self._ahead.values():  # the loader jumped: drop what was queued for elsewhere
+                for future in stale:
+                    future.cancel()
+            following = batch_id + 1  # queued behind this batch; never past the epoch's end
+            self._ahead = {following: self._submit(following)} if following % len(self) else {}
         return [future.result() for future in futures]
 
     def __getitem__(self, batch_id):

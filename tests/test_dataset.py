@@ -90,6 +90,22 @@ def test_every_batch_of_every_epoch_is_the_same_whatever_the_worker_count(image_
                 np.testing.assert_array_equal(label, label_one)
 
 
+def test_two_iterators_of_one_dataset_at_once_each_get_every_batch(image_folder):
+    # Their loader threads share the source (and its queue of loaded-ahead batches).
+    root = image_folder(num_classes=2, per_class={"train": 12})
+    dataset = create_dataset(root, True, 2, image_size=8, num_classes=2, seed=5, num_workers=2, aug=PLAIN)
+    expected = batches(dataset)
+    first, second = (dataset.create_tuple_iterator(num_epochs=1, output_numpy=True) for _ in range(2))
+    got = [[], []]
+    for _ in expected:
+        for index, iterator in enumerate((first, second)):
+            got[index].append(next(iterator))
+    for run in got:
+        for (image, label), (image_expected, label_expected) in zip(run, expected, strict=True):
+            np.testing.assert_array_equal(image, image_expected)
+            np.testing.assert_array_equal(label, label_expected)
+
+
 def test_batches_loaded_out_of_order_are_the_batches_in_order(image_folder):
     from src import dataset as dataset_module
 

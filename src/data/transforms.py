@@ -173,7 +173,7 @@ class BatchFinisher:
         self.std = np.array([255.0 * s for s in aug["std"]], np.float32).reshape(1, 3, 1, 1)
         self.erasing, self.mixing = erasing, mixing
 
-    def __call__(self, images, labels, keys, batch_info=None):
+    def __call__(self, images, labels, keys):
         x = np.empty((len(images), 3, *images[0].shape[:2]), np.float32)
         np.subtract(np.stack(images).transpose(0, 3, 1, 2), self.mean, out=x)
         x /= self.std
