@@ -1,5 +1,6 @@
 """The fused CPU kernels (src/fast_ops): values and gradients against numpy references and MindSpore's own
 operators, in PYNATIVE and GRAPH mode, on odd shapes; the switch, the fallbacks, thread-count independence."""
+import logging
 import math
 
 import numpy as np
@@ -268,9 +269,16 @@ def test_patch_conv_matches_mindspore_conv(mode, shape):
         assert (p.name, p.shape) == (q.name, q.shape)
         q.set_data(Tensor(p.asnumpy()))
     dy = rng.standard_normal(plain(Tensor(x)).shape).astype(np.float32)
+    calls = []
+    if mode == "PYNATIVE":  # count the kernel's calls: a fast path never taken would also match
+        kernel = fast.kernel
+        fast.kernel = lambda *args: calls.append(args[0].shape) or kernel(*args)
     for ours, theirs in zip(run_cell(fast, x, dy), run_cell(plain, x, dy)):
         for a, b in zip(ours if isinstance(ours, list) else [ours], theirs if isinstance(theirs, list) else [theirs]):
             assert_close(a, b, rtol=1e-5)
+    if mode == "PYNATIVE":
+        divides = shape[2] % 4 == 0 and shape[3] % 4 == 0
+        assert calls == ([(shape[0], shape[1] * 16, shape[2] // 4, shape[3] // 4)] * 2 if divides else [])
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 5, 7), (1,), (2, 16, 45, 47), (300007,)])
@@ -405,6 +413,28 @@ def test_without_onednn_the_convolutions_stay_mindspore_cells(monkeypatch):
     monkeypatch.setattr(fast_ops, "_build_kernels", lambda: dataclasses.replace(kernels, conv1x1=None))
     assert type(fast_ops.conv1x1(3, 4)) is nn.Conv2d and type(fast_ops.patch_conv(3, 4, 4)) is nn.Conv2d
     assert not FastConv1x1(3, 4).use_kernel
+
+
+def test_a_failed_onednn_link_keeps_the_other_kernels(monkeypatch, caplog):
+    from src.fast_ops import custom
+    from src.kernels.build import FAST_OPS_CPU_RECIPE, KernelBuildError
+
+    if not FAST_OPS_CPU_RECIPE.libraries:
+        pytest.skip("this MindSpore wheel has no oneDNN: the library is always built without it")
+    real = custom.build_library
+
+    def build(recipe):
+        if recipe.libraries:
+            raise KernelBuildError("undefined reference to `dnnl_sgemm'")
+        return real(recipe)
+
+    monkeypatch.setattr(custom, "build_library", build)
+    with caplog.at_level(logging.WARNING, logger="snn_mlp"):
+        kernels = custom.make_cpu_kernels()
+    assert kernels.conv1x1 is None
+    assert any("keep MindSpore's Conv2D" in message and "dnnl_sgemm" in message for message in caplog.messages)
+    _, x, _ = random_case((2, 3, 4, 5), 14)
+    assert_close(kernels.gelu(Tensor(x)).asnumpy(), gelu_np(x))
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):

@@ -160,8 +160,9 @@ def _kernel_resize(kernels, order, img, size, resample, box):
     x0, y0, x1, _ = region.tolist()
     src = img.crop(tuple(region.tolist())).tobytes("raw", "RGBX")  # Pillow's own 4-byte pixels, not repacked
     out = bytearray(size[0] * size[1] * 4)
-    kernels.snnmlp_resize_rgbx(src, x1 - x0, x0, y0, x1, width, height, box.ctypes.data, size[0], size[1], flag,
-                               int(order(width, height, *size)), (ctypes.c_char * len(out)).from_buffer(out))
+    if kernels.snnmlp_resize_rgbx(src, x1 - x0, x0, y0, x1, width, height, box.ctypes.data, size[0], size[1], flag,
+                                  int(order(width, height, *size)), (ctypes.c_char * len(out)).from_buffer(out)):
+        return img.resize(size, resample, box=tuple(box))
     return Image.frombytes("RGB", size, out, "raw", "RGBX")
 
 

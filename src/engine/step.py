@@ -50,7 +50,9 @@ class TrainStep(nn.Cell):
     * ``grad_reducer``: averages the gradients across devices (data parallel) before anything looks at them.
     * ``clip_grad > 0``: the gradients are scaled by ``min(1, clip_grad / (norm + 1e-6))``, ``norm`` being
       their global L2 norm (torch ``clip_grad_norm_``); ``grad_norm`` is the norm before clipping. The sums
-      of squares go through ``src.fast_ops.SquaredSum`` (one fused pass per gradient on CPU).
+      of squares go through ``src.fast_ops.SquaredSum`` (one fused pass per gradient on CPU), taken of the
+      still-scaled gradients and divided by the scale (so a scaled norm beyond float32's range, ~1.8e19,
+      counts as an overflow).
 
     ``gradients`` and ``apply_gradients`` are the two halves, for ``GradientAccumulation``.
     """

@@ -1,17 +1,18 @@
 """Fused CPU kernels for the layers MindSpore's CPU back-end runs slowly, as drop-in Cells (and a sum of squares
 for gradient norms).
 
-On float32 NCHW tensors MindSpore 2.10 CPU takes several times PyTorch's time for GroupNorm, exact GELU and the
-depthwise 3x3 convolution, and up to 1.6x for the 1x1 convolution (docs/PERFORMANCE.md has the figures). These Cells subclass the MindSpore layers they
-replace, so their parameters (names, shapes, initialisers) are those layers' own, and run the aot kernels of
-``kernels/fast_ops_cpu.cc`` (forward and backward) when
+On float32 NCHW tensors MindSpore 2.10 CPU takes several times PyTorch's time for GroupNorm, exact GELU, the
+depthwise 3x3 convolution and, on some CPUs and shapes, Conv2D (docs/PERFORMANCE.md has the figures). These
+Cells subclass the MindSpore layers they replace, so their parameters (names, shapes, initialisers) are those
+layers' own, and run the aot kernels of ``kernels/fast_ops_cpu.cc`` (forward and backward) when
 
 * the device target is CPU (GPU and Ascend keep MindSpore's operators),
 * the environment variable ``SNNMLP_FAST_OPS`` is not ``0`` (read when a Cell is built),
 * the Cell is not built inside ``src.kernels.export_mode.exporting()`` (a MINDIR or ONNX file must hold only
   MindSpore's operators, never a call into a library of this machine) nor ``with disabled():`` (these Cells
   only: A/B timings), and
-* the library can be built (else a warning, once, and MindSpore's operators).
+* the library can be built (else a warning, once, and MindSpore's operators); the convolutions also need the
+  oneDNN library of MindSpore's wheel (else MindSpore's Conv2D, the other kernels unaffected).
 
 Inputs other than float32 (e.g. float16 under mixed precision) take MindSpore's operators too. The choice is
 logged once per process (logger ``snn_mlp``).
@@ -142,53 +143,60 @@ class FastDepthwiseConv3x3(nn.Conv2d):
         return super().construct(x)
 
 
-class FastConv1x1(nn.Conv2d):
-    """1x1 convolution, ``nn.Conv2d(in_channels, out_channels, 1, pad_mode="valid", has_bias=has_bias)``
-    (parameters ``weight`` (C_out, C_in, 1, 1), ``bias`` (C_out,)), on CPU for float32 as one GEMM per sample
-    through oneDNN's sgemm (the library of MindSpore's own wheel) on the tensors as they lie, with the bias added
-    while each block is in cache (no separate BiasAdd): 1.9x MindSpore's CPU Conv2D + BiasAdd on SNN-MLP's first
-    stage (docs/PERFORMANCE.md)."""
+class _GemmConv(nn.Conv2d):
+    """``nn.Conv2d(in_channels, out_channels, kernel, stride=kernel, pad_mode="valid", has_bias=has_bias)`` whose
+    forward is the GEMM kernel of 1x1 convolutions (``CpuKernels.conv1x1``) where that kernel runs."""
 
-    def __init__(self, in_channels, out_channels, has_bias=True):
-        super().__init__(in_channels, out_channels, 1, pad_mode="valid", has_bias=has_bias)
+    def __init__(self, in_channels, out_channels, kernel, has_bias):
+        super().__init__(in_channels, out_channels, kernel, stride=kernel, pad_mode="valid", has_bias=has_bias)
         kernels = cpu_kernels()
         self.kernel = kernels.conv1x1 if kernels else None
         self.use_kernel = self.kernel is not None
         # Without a bias the kernel adds zeros (their gradient is dropped).
-        self.zero_bias = Tensor(ops.zeros((out_channels,), mstype.float32))
+        self.zero_bias = None if has_bias else Tensor(ops.zeros((out_channels,), mstype.float32))
+
+    def takes(self, x):
+        return self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32
+
+    def gemm(self, x, weight):
+        return self.kernel(x, weight, self.bias if self.has_bias else self.zero_bias)
+
+
+class FastConv1x1(_GemmConv):
+    """1x1 convolution, ``nn.Conv2d(in_channels, out_channels, 1, pad_mode="valid", has_bias=has_bias)``
+    (parameters ``weight`` (C_out, C_in, 1, 1), ``bias`` (C_out,)), on CPU for float32 as one GEMM per sample
+    through oneDNN's sgemm (the library of MindSpore's own wheel) on the tensors as they lie, with the bias added
+    while each block is in cache: on SNN-MLP's first stage (96 -> 96 channels, 8 x 56 x 56) forward 2.0 against
+    3.1 ms, forward + backward 7.4 against 28 ms for MindSpore's Conv2D + BiasAdd (docs/PERFORMANCE.md)."""
+
+    def __init__(self, in_channels, out_channels, has_bias=True):
+        super().__init__(in_channels, out_channels, 1, has_bias)
 
     def construct(self, x):
-        if self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32:
-            bias = self.bias if self.has_bias else self.zero_bias
-            return self.kernel(x, self.weight, bias)
+        if self.takes(x):
+            return self.gemm(x, self.weight)
         return super().construct(x)
 
 
-class FastPatchConv(nn.Conv2d):
+class FastPatchConv(_GemmConv):
     """Non-overlapping patch convolution (kernel = stride = ``patch``, no padding): ``nn.Conv2d(in_channels,
     out_channels, patch, stride=patch, pad_mode="valid", has_bias=has_bias)``. On CPU for float32 inputs whose
     sides divide by ``patch``, the patches are laid out as channels (one transpose) and go through the GEMM of
-    ``FastConv1x1``: MindSpore 2.10's CPU Conv2D takes ~0.4 s on SNN-MLP's (8, 3, 224, 224) patch embedding on
-    some CPUs (AVX-512), more than the rest of the network."""
+    ``FastConv1x1``: MindSpore 2.10's CPU Conv2D took 0.44-0.93 s on SNN-MLP's (8, 3, 224, 224) patch embedding
+    on an AVX-512 CPU, more than the rest of the network; the GEMM 4.4 ms."""
 
     def __init__(self, in_channels, out_channels, patch, has_bias=True):
-        super().__init__(in_channels, out_channels, patch, stride=patch, pad_mode="valid", has_bias=has_bias)
-        kernels = cpu_kernels()
-        self.kernel = kernels.conv1x1 if kernels else None
-        self.use_kernel = self.kernel is not None
+        super().__init__(in_channels, out_channels, patch, has_bias)
         self.patch = patch
-        self.zero_bias = Tensor(ops.zeros((out_channels,), mstype.float32))
 
     def construct(self, x):
         p = self.patch
-        if (self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32
-                and x.shape[2] % p == 0 and x.shape[3] % p == 0):
+        if self.takes(x) and x.shape[2] % p == 0 and x.shape[3] % p == 0:
             n, c, h, w = x.shape
             # (N, C, H/p, p, W/p, p) -> (N, C, p, p, H/p, W/p): channel c*p*p + i*p + j, the weight's flat order
             patches = x.reshape(n, c, h // p, p, w // p, p).transpose(0, 1, 3, 5, 2, 4).reshape(
                 n, c * p * p, h // p, w // p)
-            bias = self.bias if self.has_bias else self.zero_bias
-            return self.kernel(patches, self.weight.reshape(self.out_channels, c * p * p, 1, 1), bias)
+            return self.gemm(patches, self.weight.reshape(self.out_channels, c * p * p, 1, 1))
         return super().construct(x)
 
 
@@ -219,16 +227,19 @@ def gelu():
     return FastGELU() if cpu_kernels() else nn.GELU(approximate=False)
 
 
-def conv1x1(in_channels, out_channels, has_bias=True):
+def _gemm_convolutions():
     kernels = cpu_kernels()
-    if kernels and kernels.conv1x1 is not None:
+    return kernels is not None and kernels.conv1x1 is not None
+
+
+def conv1x1(in_channels, out_channels, has_bias=True):
+    if _gemm_convolutions():
         return FastConv1x1(in_channels, out_channels, has_bias)
     return nn.Conv2d(in_channels, out_channels, 1, pad_mode="valid", has_bias=has_bias)
 
 
 def patch_conv(in_channels, out_channels, patch, has_bias=True):
-    kernels = cpu_kernels()
-    if kernels and kernels.conv1x1 is not None:
+    if _gemm_convolutions():
         return FastPatchConv(in_channels, out_channels, patch, has_bias)
     return nn.Conv2d(in_channels, out_channels, patch, stride=patch, pad_mode="valid", has_bias=has_bias)
 

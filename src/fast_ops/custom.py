@@ -6,12 +6,13 @@ Every forward operator carries a ``bprop`` that calls its backward operator, so 
 PYNATIVE) uses the fused backward kernels. Output shapes come from the ``...InferShape`` functions of the
 library (dynamic dimensions pass through).
 """
+import logging
 from dataclasses import dataclass
 
 from mindspore import ops
 
-from ..kernels.build import FAST_OPS_CPU_RECIPE, build_library
-from ..kernels.custom_op import reg_info
+from ..kernels.build import FAST_OPS_CPU_PLAIN_RECIPE, FAST_OPS_CPU_RECIPE, KernelBuildError, build_library
+from ..kernels.custom_op import log_once, reg_info
 
 __all__ = ["CpuKernels", "make_cpu_kernels"]
 
@@ -45,9 +46,22 @@ class CpuKernels:
     conv1x1: ops.Custom = None
 
 
+def _build():
+    """``(library path, whether it has the GEMM convolutions)``: with MindSpore's oneDNN where that builds, else
+    without it (the other kernels do not need it)."""
+    if not FAST_OPS_CPU_RECIPE.libraries:
+        return build_library(FAST_OPS_CPU_RECIPE), False
+    try:
+        return build_library(FAST_OPS_CPU_RECIPE), True
+    except KernelBuildError as err:
+        log_once(logging.WARNING, f"1x1 and patch convolutions keep MindSpore's Conv2D: linking MindSpore's oneDNN "
+                                  f"failed: {err}")
+        return build_library(FAST_OPS_CPU_PLAIN_RECIPE), False
+
+
 def make_cpu_kernels():
     """Build (or find in the cache) the library and wrap its kernels; ``KernelBuildError`` when impossible."""
-    library = build_library(FAST_OPS_CPU_RECIPE)
+    library, has_gemm = _build()
 
     norm_backward = _custom(library, "GroupNorm1Backward", ("x", "gamma", "mean", "rstd", "dy"),
                             ("dx", "dgamma", "dbeta"))
@@ -72,7 +86,7 @@ def make_cpu_kernels():
         return (2.0 * x * dout,)
 
     conv1x1 = None
-    if FAST_OPS_CPU_RECIPE.libraries:  # built with oneDNN
+    if has_gemm:
         conv1x1_backward = _custom(library, "Conv1x1Backward", ("x", "weight", "dy"), ("dx", "dweight", "dbias"))
 
         def conv1x1_bprop(x, weight, bias, out, dout):

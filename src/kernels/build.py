@@ -19,6 +19,7 @@ library into the cache and prints its path.
 """
 import argparse
 import ctypes
+import dataclasses
 import fcntl
 import hashlib
 import importlib.util
@@ -34,7 +35,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["KernelBuildError", "KernelRecipe", "LIF_CPU_RECIPE", "LIF_CUDA_RECIPE", "FAST_OPS_CPU_RECIPE", "RECIPES",
+__all__ = ["KernelBuildError", "KernelRecipe", "LIF_CPU_RECIPE", "LIF_CUDA_RECIPE", "FAST_OPS_CPU_RECIPE", "FAST_OPS_CPU_PLAIN_RECIPE",
+           "RECIPES",
            "INCLUDE_DIR", "onednn_library", "kernel_cache_dir", "library_path", "build_library"]
 
 logger = logging.getLogger("snn_mlp")
@@ -290,6 +292,8 @@ FAST_OPS_CPU_RECIPE = KernelRecipe(
     cpu_specific=True,
     directory=_CLIENTS / "fast_ops" / "kernels",
 )
+# The same library without the convolutions, where linking oneDNN fails: the other kernels do not depend on it.
+FAST_OPS_CPU_PLAIN_RECIPE = dataclasses.replace(FAST_OPS_CPU_RECIPE, flags=LIF_CPU_RECIPE.flags, libraries=())
 
 LIF_CUDA_RECIPE = KernelRecipe(
     name="lif_cuda",

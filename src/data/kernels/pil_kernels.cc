@@ -197,6 +197,7 @@ void transform(const Image& im) {
 
 // src, dst: height x width x 3 uint8 (RGB), C order, not overlapping; m: the 6 affine coefficients (output
 // to source, Pillow's order); bicubic: 1 bicubic, 0 bilinear; fill: 3 bytes.
+// Allocates nothing, so nothing can throw.
 extern "C" void snnmlp_affine_rgb(const uint8_t* src, uint8_t* dst, int width, int height, const double* m,
                                   int bicubic, const uint8_t* fill) {
   const Image im{src, dst, width, height, static_cast<std::ptrdiff_t>(width) * kChannels, m, fill};
@@ -283,9 +284,9 @@ struct Resize {
 }  // namespace
 
 // The source region [x0, x1) x [y0, y1) the resize reads, into region[4]; 0, or 1 where the caller should let
-// Pillow do it (an output with no source pixel).
+// Pillow do it (an output with no source pixel, or no memory for the filter tables).
 extern "C" int snnmlp_resize_region(int in_w, int in_h, const double* box, int out_w, int out_h, int bicubic,
-                                    int* region) {
+                                    int* region) try {
   const Resize r(in_w, in_h, box, out_w, out_h, bicubic);
   if (!r.regular()) return 1;
   int x0 = in_w, x1 = 0;
@@ -298,6 +299,8 @@ extern "C" int snnmlp_resize_region(int in_w, int in_h, const double* box, int o
   region[2] = x1;
   region[3] = r.down.end();
   return 0;
+} catch (...) {  // bad_alloc: no exception may cross the C entry point; the caller lets Pillow do it
+  return 1;
 }
 
 namespace {
@@ -344,7 +347,7 @@ void transpose(const uint32_t* in, std::ptrdiff_t in_stride, int rows, int cols,
 // the Pillow being matched (the rounding after each pass makes it part of the result). 0, or 1 as above.
 extern "C" int snnmlp_resize_rgbx(const uint32_t* src, std::ptrdiff_t stride, int x0, int y0, int x1, int in_w,
                                   int in_h, const double* box, int out_w, int out_h, int bicubic, int vertical_first,
-                                  uint32_t* dst) {
+                                  uint32_t* dst) try {
   const Resize r(in_w, in_h, box, out_w, out_h, bicubic);
   if (!r.regular()) return 1;
   const int cols = x1 - x0;
@@ -368,4 +371,6 @@ extern "C" int snnmlp_resize_rgbx(const uint32_t* src, std::ptrdiff_t stride, in
                 as_bytes(dst));
   }
   return 0;
+} catch (...) {  // as above
+  return 1;
 }

@@ -440,6 +440,14 @@ struct Blocks {
   int64_t RowBlocks() const { return (rows + row_block - 1) / row_block; }
   int64_t ColBlocks() const { return (cols + col_block - 1) / col_block; }
   int64_t Count() const { return RowBlocks() * ColBlocks(); }
+
+  struct Block {
+    int64_t row, col, rows, cols;  // first row and column, extent
+  };
+  Block At(int64_t index) const {
+    const int64_t row = index / ColBlocks() * row_block, col = index % ColBlocks() * col_block;
+    return Block{row, col, std::min(row_block, rows - row), std::min(col_block, cols - col)};
+  }
 };
 
 bool Sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
@@ -468,19 +476,18 @@ bool RunTasks(int64_t count, Task task) {
 bool Conv1x1ForwardImpl(const float *x, const float *weight, const float *bias, float *y, const Conv1x1Shape &s) {
   const Blocks blocks(s.co, s.plane, kRowBlock, kColBlock);
   return RunTasks(s.n * blocks.Count(), [&](int64_t task) {
-    const int64_t sample = task / blocks.Count(), block = task % blocks.Count();
-    const int64_t r0 = block / blocks.ColBlocks() * blocks.row_block, c0 = block % blocks.ColBlocks() * blocks.col_block;
-    const int64_t rows = std::min(blocks.row_block, s.co - r0), cols = std::min(blocks.col_block, s.plane - c0);
-    float *out = y + (sample * s.co + r0) * s.plane + c0;
-    if (!Sgemm('N', 'N', rows, cols, s.ci, weight + r0 * s.ci, s.ci, x + sample * s.ci * s.plane + c0, s.plane, 0.0f,
-               out, s.plane)) {
+    const int64_t sample = task / blocks.Count();
+    const Blocks::Block b = blocks.At(task % blocks.Count());
+    float *out = y + (sample * s.co + b.row) * s.plane + b.col;
+    if (!Sgemm('N', 'N', b.rows, b.cols, s.ci, weight + b.row * s.ci, s.ci, x + sample * s.ci * s.plane + b.col,
+               s.plane, 0.0f, out, s.plane)) {
       return false;
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      const float b = bias[r0 + r];
+    for (int64_t r = 0; r < b.rows; ++r) {
+      const float bias_r = bias[b.row + r];
       float *row = out + r * s.plane;
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) row[c] += b;
+      for (int64_t c = 0; c < b.cols; ++c) row[c] += bias_r;
     }
     return true;
   });
@@ -496,26 +503,20 @@ bool Conv1x1BackwardImpl(const float *x, const float *weight, const float *dy, f
   return RunTasks(weight_blocks.Count() + s.n * input_blocks.Count(), [&](int64_t task) {
     if (task >= weight_blocks.Count()) {
       const int64_t sample = (task - weight_blocks.Count()) / input_blocks.Count();
-      const int64_t block = (task - weight_blocks.Count()) % input_blocks.Count();
-      const int64_t r0 = block / input_blocks.ColBlocks() * input_blocks.row_block;
-      const int64_t c0 = block % input_blocks.ColBlocks() * input_blocks.col_block;
-      const int64_t rows = std::min(input_blocks.row_block, s.ci - r0);
-      const int64_t cols = std::min(input_blocks.col_block, s.plane - c0);
-      return Sgemm('T', 'N', rows, cols, s.co, weight + r0, s.ci, dy + sample * s.co * s.plane + c0, s.plane, 0.0f,
-                   dx + (sample * s.ci + r0) * s.plane + c0, s.plane);
+      const Blocks::Block b = input_blocks.At((task - weight_blocks.Count()) % input_blocks.Count());
+      return Sgemm('T', 'N', b.rows, b.cols, s.co, weight + b.row, s.ci, dy + sample * s.co * s.plane + b.col,
+                   s.plane, 0.0f, dx + (sample * s.ci + b.row) * s.plane + b.col, s.plane);
     }
-    const int64_t r0 = task / weight_blocks.ColBlocks() * weight_blocks.row_block;
-    const int64_t c0 = task % weight_blocks.ColBlocks() * weight_blocks.col_block;
-    const int64_t rows = std::min(weight_blocks.row_block, s.co - r0), cols = std::min(weight_blocks.col_block, s.ci - c0);
+    const Blocks::Block b = weight_blocks.At(task);
     for (int64_t sample = 0; sample < s.n; ++sample) {
-      if (!Sgemm('N', 'T', rows, cols, s.plane, dy + (sample * s.co + r0) * s.plane, s.plane,
-                 x + (sample * s.ci + c0) * s.plane, s.plane, sample == 0 ? 0.0f : 1.0f, dweight + r0 * s.ci + c0,
-                 s.ci)) {
+      if (!Sgemm('N', 'T', b.rows, b.cols, s.plane, dy + (sample * s.co + b.row) * s.plane, s.plane,
+                 x + (sample * s.ci + b.col) * s.plane, s.plane, sample == 0 ? 0.0f : 1.0f,
+                 dweight + b.row * s.ci + b.col, s.ci)) {
         return false;
       }
     }
-    if (c0 == 0) {
-      for (int64_t r = r0; r < r0 + rows; ++r) {
+    if (b.col == 0) {
+      for (int64_t r = b.row; r < b.row + b.rows; ++r) {
         double total = 0.0;
         for (int64_t sample = 0; sample < s.n; ++sample) {
           const float *row = dy + (sample * s.co + r) * s.plane;
@@ -592,6 +593,7 @@ const char *ReadConv1x1(int *ndims, int64_t **shapes, Conv1x1Shape *s) {
   if (ndims[1] != 4 || shapes[1][1] != x.c || shapes[1][2] != 1 || shapes[1][3] != 1) {
     return "weight must be (C_out, C_in, 1, 1) with C_in the channels of x";
   }
+  if (x.c == 0) return "x has no channels";
   *s = Conv1x1Shape{x.n, x.c, shapes[1][0], x.h * x.w};
   return nullptr;
 }
@@ -779,7 +781,6 @@ int Conv1x1Forward(int nparam, void **params, int *ndims, int64_t **shapes, cons
     if (const char *error = ReadConv1x1(ndims, shapes, &s)) return Fail(op, error);
     if (Elements(ndims[2], shapes[2]) != s.co) return Fail(op, "bias must hold one value per output channel");
     if (s.n * s.co * s.plane == 0) return 0;
-    if (s.ci == 0) return Fail(op, "x has no channels");
     const bool ok = Conv1x1ForwardImpl(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
                                        static_cast<const float *>(params[2]), static_cast<float *>(params[3]), s);
     return ok ? 0 : Fail(op, "oneDNN's sgemm failed");
@@ -796,7 +797,7 @@ int Conv1x1Backward(int nparam, void **params, int *ndims, int64_t **shapes, con
     if (Elements(ndims[2], shapes[2]) != s.n * s.co * s.plane) return Fail(op, "dy must be (N, C_out, H, W)");
     auto *dweight = static_cast<float *>(params[4]);
     auto *dbias = static_cast<float *>(params[5]);
-    if (s.n * s.plane == 0 || s.co * s.ci == 0) {
+    if (s.n * s.plane == 0 || s.co == 0) {
       std::fill(dweight, dweight + s.co * s.ci, 0.0f);
       std::fill(dbias, dbias + s.co, 0.0f);
       std::fill(static_cast<float *>(params[3]), static_cast<float *>(params[3]) + s.n * s.ci * s.plane, 0.0f);
