@@ -29,6 +29,12 @@ def batches(dataset, num_epochs=1):
     return [list(iterator) for _ in range(num_epochs)] if num_epochs > 1 else list(iterator)
 
 
+def assert_same_batches(got, expected):
+    for (image, label), (image_expected, label_expected) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(image, image_expected)
+        np.testing.assert_array_equal(label, label_expected)
+
+
 def first_batch(dataset):
     return next(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
 
@@ -85,9 +91,7 @@ def test_every_batch_of_every_epoch_is_the_same_whatever_the_worker_count(image_
     assert [len(epoch) for epoch in runs[0]] == ([4, 4] if train else [3, 3])
     for other in runs[1:]:
         for epoch, epoch_one in zip(other, runs[0]):
-            for (image, label), (image_one, label_one) in zip(epoch, epoch_one, strict=True):
-                np.testing.assert_array_equal(image, image_one)
-                np.testing.assert_array_equal(label, label_one)
+            assert_same_batches(epoch, epoch_one)
 
 
 def test_two_iterators_of_one_dataset_at_once_each_get_every_batch(image_folder):
@@ -101,9 +105,7 @@ def test_two_iterators_of_one_dataset_at_once_each_get_every_batch(image_folder)
         for index, iterator in enumerate((first, second)):
             got[index].append(next(iterator))
     for run in got:
-        for (image, label), (image_expected, label_expected) in zip(run, expected, strict=True):
-            np.testing.assert_array_equal(image, image_expected)
-            np.testing.assert_array_equal(label, label_expected)
+        assert_same_batches(run, expected)
 
 
 def test_batches_loaded_out_of_order_are_the_batches_in_order(image_folder):
