@@ -32,9 +32,8 @@ from ..kernels.custom_op import log_once
 from ..kernels.export_mode import is_exporting
 
 __all__ = ["ENV_SWITCH", "FastGroupNorm", "FastGELU", "FastDepthwiseConv3x3", "FastConv1x1", "FastPatchConv",
-           "SquaredSum",
-           "fast_ops_status", "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3", "conv1x1",
-           "patch_conv"]
+           "SquaredSum", "fast_ops_status", "cpu_kernels", "disabled", "group_norm", "gelu", "depthwise_conv3x3",
+           "conv1x1", "patch_conv"]
 
 ENV_SWITCH = "SNNMLP_FAST_OPS"
 _OFF_VALUES = ("0", "false", "off", "no")
@@ -123,34 +122,14 @@ class FastGELU(nn.GELU):
         return ops.gelu(x, approximate="none")
 
 
-class FastDepthwiseConv3x3(nn.Conv2d):
-    """Depthwise 3x3 convolution, stride 1, zero padding 1: ``nn.Conv2d(channels, channels, 3, pad_mode="pad",
-    padding=1, group=channels, has_bias=has_bias)`` (parameters ``weight`` (C, 1, 3, 3), ``bias`` (C,)), fused on
-    CPU for float32."""
+class _KernelConv(nn.Conv2d):
+    """An ``nn.Conv2d`` (its own parameters, names and initialisers) whose forward is the kernel ``kernel_name`` of
+    ``CpuKernels``, ``kernel(x, weight, bias)``, where that kernel runs and takes the input (float32, NCHW)."""
 
-    def __init__(self, channels, has_bias=True):
-        super().__init__(channels, channels, 3, pad_mode="pad", padding=1, group=channels, has_bias=has_bias)
+    def __init__(self, kernel_name, in_channels, out_channels, kernel_size, has_bias, **conv):
+        super().__init__(in_channels, out_channels, kernel_size, has_bias=has_bias, **conv)
         kernels = cpu_kernels()
-        self.use_kernel = kernels is not None
-        self.kernel = kernels.depthwise_conv3x3 if kernels else None
-        # Without a bias the kernel adds zeros (their gradient is dropped).
-        self.zero_bias = Tensor(ops.zeros((channels,), mstype.float32))
-
-    def construct(self, x):
-        if self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32:
-            bias = self.bias if self.has_bias else self.zero_bias
-            return self.kernel(x, self.weight, bias)
-        return super().construct(x)
-
-
-class _GemmConv(nn.Conv2d):
-    """``nn.Conv2d(in_channels, out_channels, kernel, stride=kernel, pad_mode="valid", has_bias=has_bias)`` whose
-    forward is the GEMM kernel of 1x1 convolutions (``CpuKernels.conv1x1``) where that kernel runs."""
-
-    def __init__(self, in_channels, out_channels, kernel, has_bias):
-        super().__init__(in_channels, out_channels, kernel, stride=kernel, pad_mode="valid", has_bias=has_bias)
-        kernels = cpu_kernels()
-        self.kernel = kernels.conv1x1 if kernels else None
+        self.kernel = getattr(kernels, kernel_name) if kernels else None
         self.use_kernel = self.kernel is not None
         # Without a bias the kernel adds zeros (their gradient is dropped).
         self.zero_bias = None if has_bias else Tensor(ops.zeros((out_channels,), mstype.float32))
@@ -158,8 +137,31 @@ class _GemmConv(nn.Conv2d):
     def takes(self, x):
         return self.use_kernel and x.ndim == 4 and x.dtype == mstype.float32 and self.weight.dtype == mstype.float32
 
-    def gemm(self, x, weight):
+    def run_kernel(self, x, weight):
         return self.kernel(x, weight, self.bias if self.has_bias else self.zero_bias)
+
+
+class FastDepthwiseConv3x3(_KernelConv):
+    """Depthwise 3x3 convolution, stride 1, zero padding 1: ``nn.Conv2d(channels, channels, 3, pad_mode="pad",
+    padding=1, group=channels, has_bias=has_bias)`` (parameters ``weight`` (C, 1, 3, 3), ``bias`` (C,)), fused on
+    CPU for float32."""
+
+    def __init__(self, channels, has_bias=True):
+        super().__init__("depthwise_conv3x3", channels, channels, 3, has_bias, pad_mode="pad", padding=1,
+                         group=channels)
+
+    def construct(self, x):
+        if self.takes(x):
+            return self.run_kernel(x, self.weight)
+        return super().construct(x)
+
+
+class _GemmConv(_KernelConv):
+    """``nn.Conv2d(in_channels, out_channels, kernel, stride=kernel, pad_mode="valid", has_bias=has_bias)`` whose
+    forward is the GEMM kernel of 1x1 convolutions (``CpuKernels.conv1x1``) where that kernel runs."""
+
+    def __init__(self, in_channels, out_channels, kernel, has_bias):
+        super().__init__("conv1x1", in_channels, out_channels, kernel, has_bias, stride=kernel, pad_mode="valid")
 
 
 class FastConv1x1(_GemmConv):
@@ -174,7 +176,7 @@ class FastConv1x1(_GemmConv):
 
     def construct(self, x):
         if self.takes(x):
-            return self.gemm(x, self.weight)
+            return self.run_kernel(x, self.weight)
         return super().construct(x)
 
 
@@ -196,7 +198,7 @@ class FastPatchConv(_GemmConv):
             # (N, C, H/p, p, W/p, p) -> (N, C, p, p, H/p, W/p): channel c*p*p + i*p + j, the weight's flat order
             patches = x.reshape(n, c, h // p, p, w // p, p).transpose(0, 1, 3, 5, 2, 4).reshape(
                 n, c * p * p, h // p, w // p)
-            return self.gemm(patches, self.weight.reshape(self.out_channels, c * p * p, 1, 1))
+            return self.run_kernel(patches, self.weight.reshape(self.out_channels, c * p * p, 1, 1))
         return super().construct(x)
 
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["KernelBuildError", "KernelRecipe", "LIF_CPU_RECIPE", "LIF_CUDA_RECIPE", "FAST_OPS_CPU_RECIPE", "FAST_OPS_CPU_PLAIN_RECIPE",
-           "RECIPES",
-           "INCLUDE_DIR", "onednn_library", "kernel_cache_dir", "library_path", "build_library"]
+__all__ = ["KernelBuildError", "KernelRecipe", "LIF_CPU_RECIPE", "LIF_CUDA_RECIPE", "FAST_OPS_CPU_RECIPE",
+           "FAST_OPS_CPU_PLAIN_RECIPE", "RECIPES", "INCLUDE_DIR", "onednn_library", "kernel_cache_dir", "library_path",
+           "build_library"]
 
 logger = logging.getLogger("snn_mlp")
 
