@@ -28,6 +28,18 @@ def _posterize(img, bits):
     return img.point([i & mask for i in range(256)] * len(img.getbands()))
 
 
+def _enhance(enhancer):
+    return lambda img, factor, fill, resample: enhancer(img).enhance(factor)
+
+
+def _enhance_level(magnitude, rng):
+    return magnitude / 10 * 1.8 + 0.1
+
+
+def _enhance_increasing_level(magnitude, rng):
+    return max(0.1, 1.0 + _negate_half(magnitude / 10 * 0.9, rng))
+
+
 # name -> (apply(img, arg, fill, resample), level(magnitude, rng) -> arg or None). Levels follow timm's
 # RandAugment on a 0..10 scale; the "Increasing" variants grow stronger with the magnitude.
 _RAND_OPS = {
@@ -43,21 +55,14 @@ _RAND_OPS = {
     "SolarizeIncreasing": (lambda img, thr, fill, rs: ImageOps.solarize(img, thr),
                            lambda m, rng: 256 - int(m / 10 * 256)),
     "SolarizeAdd": (lambda img, add, fill, rs: _solarize_add(img, add), lambda m, rng: int(m / 10 * 110)),
-    "Color": (lambda img, f, fill, rs: ImageEnhance.Color(img).enhance(f), lambda m, rng: m / 10 * 1.8 + 0.1),
-    "ColorIncreasing": (lambda img, f, fill, rs: ImageEnhance.Color(img).enhance(f),
-                        lambda m, rng: max(0.1, 1.0 + _negate_half(m / 10 * 0.9, rng))),
-    "Contrast": (lambda img, f, fill, rs: ImageEnhance.Contrast(img).enhance(f),
-                 lambda m, rng: m / 10 * 1.8 + 0.1),
-    "ContrastIncreasing": (lambda img, f, fill, rs: ImageEnhance.Contrast(img).enhance(f),
-                           lambda m, rng: max(0.1, 1.0 + _negate_half(m / 10 * 0.9, rng))),
-    "Brightness": (lambda img, f, fill, rs: ImageEnhance.Brightness(img).enhance(f),
-                   lambda m, rng: m / 10 * 1.8 + 0.1),
-    "BrightnessIncreasing": (lambda img, f, fill, rs: ImageEnhance.Brightness(img).enhance(f),
-                             lambda m, rng: max(0.1, 1.0 + _negate_half(m / 10 * 0.9, rng))),
-    "Sharpness": (lambda img, f, fill, rs: ImageEnhance.Sharpness(img).enhance(f),
-                  lambda m, rng: m / 10 * 1.8 + 0.1),
-    "SharpnessIncreasing": (lambda img, f, fill, rs: ImageEnhance.Sharpness(img).enhance(f),
-                            lambda m, rng: max(0.1, 1.0 + _negate_half(m / 10 * 0.9, rng))),
+    "Color": (_enhance(ImageEnhance.Color), _enhance_level),
+    "ColorIncreasing": (_enhance(ImageEnhance.Color), _enhance_increasing_level),
+    "Contrast": (_enhance(ImageEnhance.Contrast), _enhance_level),
+    "ContrastIncreasing": (_enhance(ImageEnhance.Contrast), _enhance_increasing_level),
+    "Brightness": (_enhance(ImageEnhance.Brightness), _enhance_level),
+    "BrightnessIncreasing": (_enhance(ImageEnhance.Brightness), _enhance_increasing_level),
+    "Sharpness": (_enhance(ImageEnhance.Sharpness), _enhance_level),
+    "SharpnessIncreasing": (_enhance(ImageEnhance.Sharpness), _enhance_increasing_level),
     "ShearX": (lambda img, s, fill, rs: affine(img, (1, s, 0, 0, 1, 0), fill, rs),
                lambda m, rng: _negate_half(m / 10 * 0.3, rng)),
     "ShearY": (lambda img, s, fill, rs: affine(img, (1, 0, 0, s, 1, 0), fill, rs),
